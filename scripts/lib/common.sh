@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Shared helpers for every script under scripts/. Source it; do not run it.
+#
+# Settings (environment):
+#   DEPLOY_APPS_CACHE  where expensive, version-keyed build outputs live (default /var/cache/deploy-apps).
+#                      Never inside the repository.
+#   DEPLOY_APPS_STATE  where the local cluster keeps its runtime state (default /var/lib/deploy-apps).
+#   DOCKER             the docker CLI to use (default: Debian's /usr/bin/docker, which has BuildKit built in).
+
+[[ -n "${_DEPLOY_APPS_COMMON_SH:-}" ]] && return 0
+readonly _DEPLOY_APPS_COMMON_SH=1
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly REPO_ROOT
+readonly DEPLOY_APPS_CACHE="${DEPLOY_APPS_CACHE:-/var/cache/deploy-apps}"
+readonly DEPLOY_APPS_STATE="${DEPLOY_APPS_STATE:-/var/lib/deploy-apps}"
+
+# Writes a timestamped message to stderr.
+log() {
+  printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2
+}
+
+# Writes a timestamped error to stderr.
+err() {
+  printf '[%s] ERROR: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2
+}
+
+# Prints an error and exits non-zero.
+die() {
+  err "$@"
+  exit 1
+}
+
+# Runs a command, logging its name and how long it took.
+# Arguments: a label, then the command and its arguments.
+timed() {
+  local label="$1"
+  shift
+  local start
+  start="$(date +%s)"
+  log "${label}..."
+  "$@"
+  local rc=$?
+  log "${label}: done in $(($(date +%s) - start))s (exit ${rc})"
+  return "${rc}"
+}
+
+# Installs the Debian packages that are missing. Idempotent; apt-get runs only when needed.
+# Arguments: package names.
+ensure_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("${pkg}")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  [[ "$(id -u)" == 0 ]] || die "missing packages (${missing[*]}); run as root or install them"
+  log "installing Debian packages: ${missing[*]}"
+  local apt_opts=(-o DPkg::Lock::Timeout=600 -q -y --no-install-recommends)
+  if [[ ! -f /var/lib/apt/periodic/deploy-apps-updated ]] \
+    || [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit)" ]]; then
+    apt-get -o DPkg::Lock::Timeout=600 -q update >&2
+    mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/deploy-apps-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}" >&2 \
+    || die "apt-get install failed for: ${missing[*]}"
+}
+
+# Fails unless every named command is on PATH.
+require_commands() {
+  local cmd
+  for cmd in "$@"; do
+    command -v "${cmd}" >/dev/null 2>&1 || die "required command not found: ${cmd}"
+  done
+}
+
+# Picks a docker CLI that can run BuildKit builds. The machine's /usr/local/bin/docker has no buildx
+# plugin, so prefer Debian's /usr/bin/docker (BuildKit built in) unless DOCKER is set.
+docker_cli() {
+  if [[ -n "${DOCKER:-}" ]]; then
+    printf '%s\n' "${DOCKER}"
+  elif [[ -x /usr/bin/docker ]]; then
+    printf '%s\n' /usr/bin/docker
+  else
+    command -v docker
+  fi
+}
+
+# Starts Debian's dockerd when no Docker engine answers. Idempotent.
+# The daemon's PID is kept in ${DEPLOY_APPS_STATE}/dockerd.pid so that only it is ever stopped.
+ensure_docker() {
+  local docker
+  docker="$(docker_cli)"
+  if "${docker}" info >/dev/null 2>&1; then
+    return 0
+  fi
+  ensure_packages docker.io containerd runc iptables
+  mkdir -p "${DEPLOY_APPS_STATE}/log"
+  log "starting dockerd (log: ${DEPLOY_APPS_STATE}/log/dockerd.log)"
+  # setsid: the daemon must outlive the calling script and its process group.
+  setsid dockerd --pidfile "${DEPLOY_APPS_STATE}/dockerd.pid" \
+    >>"${DEPLOY_APPS_STATE}/log/dockerd.log" 2>&1 < /dev/null &
+  local i
+  for i in $(seq 1 60); do
+    "${docker}" info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "dockerd did not answer within 60s; see ${DEPLOY_APPS_STATE}/log/dockerd.log"
+}
