@@ -11,6 +11,7 @@
 readonly _DEPLOY_APPS_COMMON_SH=1
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 readonly REPO_ROOT
 readonly DEPLOY_APPS_CACHE="${DEPLOY_APPS_CACHE:-/var/cache/deploy-apps}"
 readonly DEPLOY_APPS_STATE="${DEPLOY_APPS_STATE:-/var/lib/deploy-apps}"
@@ -100,8 +101,8 @@ ensure_docker() {
   # setsid: the daemon must outlive the calling script and its process group.
   setsid dockerd --pidfile "${DEPLOY_APPS_STATE}/dockerd.pid" \
     >>"${DEPLOY_APPS_STATE}/log/dockerd.log" 2>&1 < /dev/null &
-  local i
-  for i in $(seq 1 60); do
+  local _
+  for _ in $(seq 1 60); do
     "${docker}" info >/dev/null 2>&1 && return 0
     sleep 1
   done
