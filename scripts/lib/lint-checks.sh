@@ -157,7 +157,7 @@ lint_check_actionlint() {
   local actionlint shellcheck
   actionlint="$(lint_tool_actionlint)"
   shellcheck="$(lint_tool_shellcheck)"
-  local flags=(-color=never -shellcheck="${shellcheck}" -pyflakes=)
+  local flags=(-no-color -shellcheck="${shellcheck}" -pyflakes=)
   [[ -f .github/actionlint.yaml ]] && flags+=(-config-file=.github/actionlint.yaml)
   log "actionlint ${LINT_ACTIONLINT_VERSION} on ${workflows[*]}"
   "${actionlint}" "${flags[@]}" "${workflows[@]}"
