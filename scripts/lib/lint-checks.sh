@@ -21,7 +21,7 @@ readonly LINT_CHECKS=(
   "go-vet|go vet ./... in every Go module under apps/"
   "eslint|eslint (neostandard) in every app under apps/ with an eslint.config.*"
   "clang-format|clang-format --dry-run -Werror on the C++ sources (needs .clang-format)"
-  "cppcheck|cppcheck on the C++ sources"
+  "cppcheck|cppcheck on the C++ sources under src/ and include/"
   "clang-tidy|clang-tidy on the C++ sources in compile_commands.json (needs .clang-tidy and a build)"
 )
 
@@ -167,7 +167,7 @@ lint_check_hadolint() {
   local dockerfiles=()
   mapfile -t dockerfiles < <(lint_files_named Dockerfile '*.Dockerfile' 'Dockerfile.*')
   ((${#dockerfiles[@]} > 0)) || lint_skip "no Dockerfiles found"
-  local hadolint flags=()
+  local hadolint flags=(--no-color)
   hadolint="$(lint_tool_hadolint)"
   [[ -f .hadolint.yaml ]] && flags+=(--config .hadolint.yaml)
   log "hadolint ${LINT_HADOLINT_VERSION} on ${dockerfiles[*]}"
@@ -254,9 +254,11 @@ lint_check_clang_format() {
 }
 
 lint_check_cppcheck() {
+  # The product code only. The Catch2 tests are left to clang-tidy and the sanitizers: cppcheck
+  # 2.10 does not know Catch2's macros and aborts on some of them (e.g. `800ms` inside CHECK).
   local files=()
-  mapfile -t files < <(lint_cpp_files)
-  ((${#files[@]} > 0)) || lint_skip "no C++ files found"
+  mapfile -t files < <(lint_cpp_files | grep -E '^(src|include)/' || true)
+  ((${#files[@]} > 0)) || lint_skip "no C++ files under src/ or include/"
   local cppcheck
   cppcheck="$(lint_tool_cppcheck)"
   local flags=(
@@ -266,6 +268,10 @@ lint_check_cppcheck() {
     -j "${LINT_JOBS:-2}"
     # System headers (Boost, spdlog, ...) are not analysed; cppcheck would only guess at them.
     --suppress=missingIncludeSystem
+    # Asio coroutines must take their parameters by value (a reference would dangle across
+    # co_await), and cppcheck 2.10 does not know coroutines. clang-tidy judges copies instead
+    # (performance-unnecessary-value-param), where the deployer's .clang-tidy enables it.
+    --suppress=passedByValue
   )
   [[ -d include ]] && flags+=(-I include)
   log "cppcheck ${LINT_CPPCHECK_VERSION} on ${#files[@]} files"
