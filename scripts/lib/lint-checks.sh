@@ -49,7 +49,9 @@ lint_collect_files() {
   if [[ -e "${REPO_ROOT}/.git" ]] && git -C "${REPO_ROOT}" rev-parse --git-dir >/dev/null 2>&1; then
     while IFS= read -r -d '' path; do
       # Deleted but not yet committed files are still in the index.
-      [[ -f "${REPO_ROOT}/${path}" ]] && LINT_FILES+=("${path}")
+      if [[ -f "${REPO_ROOT}/${path}" ]]; then
+        LINT_FILES+=("${path}")
+      fi
     done < <(git -C "${REPO_ROOT}" ls-files -z --cached --others --exclude-standard)
   else
     # Not a git checkout (e.g. an unpacked tarball): skip what .gitignore would.
