@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# The checks that scripts/lint runs. Source it after common.sh and lint-tools.sh; do not run it.
+#
+# Each check is a function lint_check_<name> (dashes become underscores). scripts/lint runs it in
+# a subshell with errexit on, from REPO_ROOT, with LINT_FILES holding the repository's files.
+# A check passes by returning 0, fails by returning (or exiting) non-zero, and is skipped, with
+# a reason, by calling lint_skip.
+
+[[ -n "${_DEPLOY_APPS_LINT_CHECKS_SH:-}" ]] && return 0
+readonly _DEPLOY_APPS_LINT_CHECKS_SH=1
+
+# Check names in run order (cheap ones first), each with a one-line description.
+# shellcheck disable=SC2034  # read by scripts/lint, which sources this file
+readonly LINT_CHECKS=(
+  "layout|no top-level folders beyond the fixed layout"
+  "registry-hosts|no package registry host names in any file"
+  "shellcheck|shellcheck on every bash/sh script (found by shebang or .sh)"
+  "actionlint|actionlint on .github/workflows/*.yml (run: blocks go through shellcheck)"
+  "hadolint|hadolint on every Dockerfile"
+  "gofmt|gofmt -l on every Go module under apps/"
+  "go-vet|go vet ./... in every Go module under apps/"
+  "eslint|eslint (neostandard) in every app under apps/ with an eslint.config.*"
+  "clang-format|clang-format --dry-run -Werror on the C++ sources (needs .clang-format)"
+  "cppcheck|cppcheck on the C++ sources under src/ and include/"
+  "clang-tidy|clang-tidy on the C++ sources in compile_commands.json (needs .clang-tidy and a build)"
+)
+
+readonly LINT_TOP_LEVEL_FOLDERS=(src include apps manifests tests scripts .github .ci)
+
+# The package registries this project reaches must not be named in the repository. Written as
+# patterns with [.] so that this file does not itself contain the names it looks for.
+readonly LINT_FORBIDDEN_HOSTS=(
+  'deb[.]debian[.]org' 'security[.]debian[.]org' 'ftp[.]([a-z]+[.])?debian[.]org'
+  'snapshot[.]debian[.]org'
+  'pypi[.]org' 'pypi[.]python[.]org' 'files[.]pythonhosted[.]org'
+  'registry[.]npmjs[.]org' 'registry[.]yarnpkg[.]com'
+  'proxy[.]golang[.]org' 'sum[.]golang[.]org' 'index[.]golang[.]org'
+  'crates[.]io'
+  'repo1?[.]maven[.]org' 'repo[.]maven[.]apache[.]org' 'central[.]sonatype[.](com|org)'
+)
+
+LINT_FILES=()
+
+# Fills LINT_FILES with the repository's files, relative to REPO_ROOT: tracked and untracked ones
+# that .gitignore does not exclude (so build trees and node_modules are never linted).
+lint_collect_files() {
+  local path
+  LINT_FILES=()
+  if [[ -e "${REPO_ROOT}/.git" ]] && git -C "${REPO_ROOT}" rev-parse --git-dir >/dev/null 2>&1; then
+    while IFS= read -r -d '' path; do
+      # Deleted but not yet committed files are still in the index.
+      if [[ -f "${REPO_ROOT}/${path}" ]]; then
+        LINT_FILES+=("${path}")
+      fi
+    done < <(git -C "${REPO_ROOT}" ls-files -z --cached --others --exclude-standard)
+  else
+    # Not a git checkout (e.g. an unpacked tarball): skip what .gitignore would.
+    while IFS= read -r -d '' path; do
+      LINT_FILES+=("${path#./}")
+    done < <(cd "${REPO_ROOT}" && find . \( -name .git -o -name node_modules -o -name .cache \
+      -o -path ./build -o -path './build-*' -o -path ./out \) -prune -o -type f -print0)
+  fi
+}
+
+# Marks the running check as skipped, with a reason, and ends it.
+lint_skip() {
+  printf '%s\n' "$*" >"${LINT_SKIP_FILE}"
+  exit 0
+}
+
+# Outputs: files from LINT_FILES whose name matches one of the glob patterns, one per line.
+# Arguments: glob patterns matched against the file's base name.
+lint_files_named() {
+  local path pattern
+  for path in "${LINT_FILES[@]}"; do
+    for pattern in "$@"; do
+      # shellcheck disable=SC2053  # the pattern is meant to glob
+      if [[ "${path##*/}" == ${pattern} ]]; then
+        printf '%s\n' "${path}"
+        break
+      fi
+    done
+  done
+}
+
+# Outputs: the C++ files of the repository, one per line.
+lint_cpp_files() {
+  lint_files_named '*.cpp' '*.cc' '*.cxx' '*.hpp' '*.hh' '*.hxx' '*.h' '*.ipp'
+}
+
+# Outputs: directories under apps/ that hold a file with the given name, one per line.
+# Arguments: the file name (e.g. go.mod).
+lint_app_dirs_with() {
+  local path
+  for path in "${LINT_FILES[@]}"; do
+    [[ "${path}" == apps/* && "${path##*/}" == "$1" ]] && printf '%s\n' "${path%/*}"
+  done
+  return 0
+}
+
+lint_check_layout() {
+  local path folder allowed=" ${LINT_TOP_LEVEL_FOLDERS[*]} "
+  local -A folders=()
+  for path in "${LINT_FILES[@]}"; do
+    [[ "${path}" == */* ]] && folders["${path%%/*}"]=1
+  done
+  local unexpected=()
+  for folder in "${!folders[@]}"; do
+    [[ "${allowed}" == *" ${folder} "* ]] || unexpected+=("${folder}")
+  done
+  if ((${#unexpected[@]} > 0)); then
+    err "top-level folders outside the fixed layout: ${unexpected[*]}"
+    err "allowed: ${LINT_TOP_LEVEL_FOLDERS[*]} (or add the folder to .gitignore if it is a build output)"
+    return 1
+  fi
+  log "top-level folders: ${!folders[*]}"
+}
+
+lint_check_registry_hosts() {
+  local pattern hits
+  pattern="$(IFS='|' && printf '%s' "${LINT_FORBIDDEN_HOSTS[*]}")"
+  # grep exits 1 for "no match", so judge by its output. -I skips binary files.
+  hits="$(printf '%s\0' "${LINT_FILES[@]}" \
+    | xargs -0 -r grep -I -n -H -i -E -s -- "${pattern}" || true)"
+  if [[ -n "${hits}" ]]; then
+    printf '%s\n' "${hits}" >&2
+    err "package registry host names found (never commit them; see the team rules)"
+    return 1
+  fi
+  log "searched ${#LINT_FILES[@]} files"
+}
+
+lint_check_shellcheck() {
+  local path first_line scripts=()
+  for path in "${LINT_FILES[@]}"; do
+    case "${path}" in
+      *.sh | *.bash) scripts+=("${path}") ;;
+      *)
+        first_line=""
+        IFS= read -r first_line <"${path}" || true
+        if [[ "${first_line}" =~ ^#!.*[/[:space:]](ba)?sh([[:space:]]|$) ]]; then
+          scripts+=("${path}")
+        fi
+        ;;
+    esac
+  done
+  ((${#scripts[@]} > 0)) || lint_skip "no shell scripts found"
+  local shellcheck
+  shellcheck="$(lint_tool_shellcheck)"
+  log "shellcheck ${LINT_SHELLCHECK_VERSION} on ${#scripts[@]} scripts"
+  # Settings (source following, enabled optional checks) live in .shellcheckrc.
+  "${shellcheck}" "${scripts[@]}"
+}
+
+lint_check_actionlint() {
+  local workflows=()
+  mapfile -t workflows < <(printf '%s\n' "${LINT_FILES[@]}" | grep -E '^\.github/workflows/[^/]+\.ya?ml$' || true)
+  ((${#workflows[@]} > 0)) || lint_skip "no .github/workflows/*.yml"
+  local actionlint shellcheck
+  actionlint="$(lint_tool_actionlint)"
+  shellcheck="$(lint_tool_shellcheck)"
+  local flags=(-no-color -shellcheck="${shellcheck}" -pyflakes=)
+  [[ -f .github/actionlint.yaml ]] && flags+=(-config-file=.github/actionlint.yaml)
+  log "actionlint ${LINT_ACTIONLINT_VERSION} on ${workflows[*]}"
+  "${actionlint}" "${flags[@]}" "${workflows[@]}"
+}
+
+lint_check_hadolint() {
+  local dockerfiles=()
+  mapfile -t dockerfiles < <(lint_files_named Dockerfile '*.Dockerfile' 'Dockerfile.*')
+  ((${#dockerfiles[@]} > 0)) || lint_skip "no Dockerfiles found"
+  local hadolint flags=(--no-color)
+  hadolint="$(lint_tool_hadolint)"
+  [[ -f .hadolint.yaml ]] && flags+=(--config .hadolint.yaml)
+  log "hadolint ${LINT_HADOLINT_VERSION} on ${dockerfiles[*]}"
+  "${hadolint}" "${flags[@]}" "${dockerfiles[@]}"
+}
+
+lint_check_gofmt() {
+  local modules=() module listing unformatted=() failed=0
+  mapfile -t modules < <(lint_app_dirs_with go.mod)
+  ((${#modules[@]} > 0)) || lint_skip "no go.mod under apps/"
+  require_commands go
+  local gofmt
+  gofmt="$(go env GOROOT)/bin/gofmt"
+  for module in "${modules[@]}"; do
+    # Keep gofmt's status: a file it cannot parse is listed nowhere but must fail the check.
+    if ! listing="$("${gofmt}" -l "${module}")"; then
+      err "gofmt could not read ${module} (see above)"
+      failed=1
+      continue
+    fi
+    mapfile -t unformatted < <(printf '%s' "${listing}")
+    if ((${#unformatted[@]} > 0)); then
+      err "not gofmt-formatted (run: gofmt -w ${module}):"
+      printf '  %s\n' "${unformatted[@]}" >&2
+      failed=1
+    else
+      log "${module}: formatted"
+    fi
+  done
+  return "${failed}"
+}
+
+lint_check_go_vet() {
+  local modules=() module failed=0
+  mapfile -t modules < <(lint_app_dirs_with go.mod)
+  ((${#modules[@]} > 0)) || lint_skip "no go.mod under apps/"
+  require_commands go
+  for module in "${modules[@]}"; do
+    log "go vet in ${module}"
+    (cd "${module}" && go vet ./...) || failed=1
+  done
+  return "${failed}"
+}
+
+lint_check_eslint() {
+  local apps=() app config linted=0 failed=0
+  mapfile -t apps < <(lint_app_dirs_with package.json)
+  ((${#apps[@]} > 0)) || lint_skip "no package.json under apps/"
+  for app in "${apps[@]}"; do
+    config="$(find "${app}" -maxdepth 1 -name 'eslint.config.*' -print -quit)"
+    if [[ -z "${config}" ]]; then
+      log "skipping ${app}: it has no eslint.config.js (its devDependencies pin eslint + neostandard)"
+      continue
+    fi
+    require_commands node npm
+    # npm ci when node_modules is missing or older than the lockfile, so the pinned versions run.
+    if [[ ! -f "${app}/node_modules/.package-lock.json" \
+      || "${app}/package-lock.json" -nt "${app}/node_modules/.package-lock.json" ]]; then
+      log "npm ci in ${app}"
+      (cd "${app}" && npm ci --no-audit --no-fund >&2)
+    fi
+    if [[ ! -x "${app}/node_modules/.bin/eslint" ]]; then
+      err "${app} has ${config##*/} but eslint is not in its devDependencies"
+      failed=1
+      continue
+    fi
+    log "eslint in ${app}"
+    (cd "${app}" && ./node_modules/.bin/eslint --max-warnings 0 .) || failed=1
+    linted=$((linted + 1))
+  done
+  ((linted > 0 || failed > 0)) || lint_skip "no app under apps/ has an eslint.config.*"
+  return "${failed}"
+}
+
+lint_check_clang_format() {
+  local files=()
+  mapfile -t files < <(lint_cpp_files)
+  ((${#files[@]} > 0)) || lint_skip "no C++ files found"
+  [[ -f .clang-format ]] || lint_skip "no .clang-format at the repository root (the deployer owns it)"
+  local clang_format
+  clang_format="$(lint_tool_clang_format)"
+  log "clang-format ${LINT_CLANG_MAJOR} on ${#files[@]} files"
+  "${clang_format}" --dry-run -Werror --style=file "${files[@]}"
+}
+
+lint_check_cppcheck() {
+  # The product code only. The Catch2 tests are left to clang-tidy and the sanitizers: cppcheck
+  # 2.10 does not know Catch2's macros and aborts on some of them (e.g. `800ms` inside CHECK).
+  local files=()
+  mapfile -t files < <(lint_cpp_files | grep -E '^(src|include)/' || true)
+  ((${#files[@]} > 0)) || lint_skip "no C++ files under src/ or include/"
+  local cppcheck
+  cppcheck="$(lint_tool_cppcheck)"
+  local flags=(
+    --quiet --error-exitcode=1 --inline-suppr
+    --language=c++ --std=c++20 --library=boost
+    '--enable=warning,performance,portability'
+    -j "${LINT_JOBS:-2}"
+    # System headers (Boost, spdlog, ...) are not analysed; cppcheck would only guess at them.
+    --suppress=missingIncludeSystem
+    # Asio coroutines must take their parameters by value (a reference would dangle across
+    # co_await), and cppcheck 2.10 does not know coroutines. clang-tidy judges copies instead
+    # (performance-unnecessary-value-param), where the deployer's .clang-tidy enables it.
+    --suppress=passedByValue
+  )
+  [[ -d include ]] && flags+=(-I include)
+  log "cppcheck ${LINT_CPPCHECK_VERSION} on ${#files[@]} files"
+  "${cppcheck}" "${flags[@]}" "${files[@]}"
+}
+
+# Outputs: the build directory holding compile_commands.json: BUILD_DIR if set, else build/,
+# else the most recently configured build-*/ (scripts/test-deployer may use e.g. build-asan).
+lint_find_build_dir() {
+  if [[ -n "${BUILD_DIR:-}" ]]; then
+    printf '%s\n' "${BUILD_DIR}"
+    return 0
+  fi
+  if [[ -f build/compile_commands.json ]]; then
+    printf '%s\n' build
+    return 0
+  fi
+  local newest
+  newest="$(find . -maxdepth 2 -path './build-*/compile_commands.json' -printf '%T@ %h\n' \
+    | sort -rn | head -n 1 | cut -d ' ' -f 2-)"
+  printf '%s\n' "${newest:-build}"
+}
+
+lint_check_clang_tidy() {
+  [[ -n "$(lint_cpp_files)" ]] || lint_skip "no C++ files found"
+  [[ -f .clang-tidy ]] || lint_skip "no .clang-tidy at the repository root (the deployer owns it)"
+  local build_dir
+  build_dir="$(lint_find_build_dir)"
+  [[ -f "${build_dir}/compile_commands.json" ]] \
+    || lint_skip "no ${build_dir}/compile_commands.json: configure CMake first (BUILD_DIR picks the build)"
+  local jq clang_tidy root build
+  jq="$(lint_tool_jq)"
+  clang_tidy="$(lint_tool_clang_tidy)"
+  root="$(pwd -P)"
+  build="$(cd "${build_dir}" && pwd -P)"
+  # Only the project's own sources: not generated files in the build tree.
+  local files=()
+  mapfile -t files < <("${jq}" -r \
+    '.[] | if (.file | startswith("/")) then .file else .directory + "/" + .file end' \
+    "${build}/compile_commands.json" | sort -u \
+    | while IFS= read -r path; do
+      [[ "${path}" == "${root}/"* && "${path}" != "${build}/"* && -f "${path}" ]] \
+        && printf '%s\n' "${path}"
+    done)
+  ((${#files[@]} > 0)) || lint_skip "${build_dir}/compile_commands.json lists no sources under ${root}"
+  local root_regex flags=(-p "${build}" --quiet)
+  root_regex="$(printf '%s' "${root}" | sed 's/[][\.*^$+?(){}|/]/\\&/g')"
+  # Headers under include/ and src/ are project code; the config may narrow this.
+  grep -q '^HeaderFilterRegex' .clang-tidy || flags+=("--header-filter=^${root_regex}/(include|src)/")
+  # A finding must fail the check. Compiler warnings stay warnings: gcc's flags differ from clang's.
+  grep -q '^WarningsAsErrors' .clang-tidy || flags+=("--warnings-as-errors=*,-clang-diagnostic-*")
+  # The build may pass gcc-only warning flags that clang does not know.
+  flags+=(--extra-arg=-Wno-unknown-warning-option)
+  log "clang-tidy ${LINT_CLANG_MAJOR} on ${#files[@]} files from ${build_dir}/compile_commands.json"
+  printf '%s\0' "${files[@]}" | xargs -0 -r -n 1 -P "${LINT_JOBS:-2}" "${clang_tidy}" "${flags[@]}"
+}
