@@ -128,6 +128,12 @@ class Server:
             self.process.kill()
             self.process.wait()
 
+    def cpu_seconds(self):
+        """User + system CPU time the server has used so far (all its threads), from /proc."""
+        stat = pathlib.Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def restart(self):
         self.stop()
         return self.start()
@@ -233,55 +239,73 @@ def mib(n_bytes):
 
 def render_markdown(result):
     cfg = result["config"]
+    n_rows, n_scans = cfg["rows"], cfg["scan_merchants"]
     lines = [
         "# InnoDB primary-key experiment: results",
         "",
-        f"MariaDB {cfg['server_version']}, {cfg['rows']:,} rows into each table, {cfg['merchants']:,} "
-        f"merchants over {DAYS} days, buffer pool {cfg['buffer_pool_mb']} MiB, 16 KiB pages, "
-        f"{LOAD_CHUNK_ROWS:,} rows per INSERT…SELECT/commit, server restarted (cold pool) before each "
-        f"load and each cold scan. Run on {cfg['date']} ({cfg['host_cpus']} shared CPUs). "
-        "Rerun: `scripts/innodb-keys/run`.",
+        f"MariaDB {cfg['server_version']}; the same {n_rows:,} rows loaded into each table in time "
+        f"order ({cfg['merchants']:,} merchants, {DAYS} days); buffer pool {cfg['buffer_pool_mb']} MiB "
+        f"(smaller than every table); 16 KiB pages; {LOAD_CHUNK_ROWS:,} rows per INSERT…SELECT and "
+        f"commit; server restarted (cold pool) before each load and each cold scan. Run on {cfg['date']} "
+        f"on {cfg['host_cpus']} CPUs shared with other work, so throughput and milliseconds are noisy; "
+        "sizes, splits and page counts are not. Rerun: `scripts/innodb-keys/run`.",
         "",
-        "| primary key | insert rows/s | clustered index MiB | rows per leaf page | "
-        "`ix_created_at` MiB | unique natural-key index MiB | total MiB | page splits | "
-        "pool misses (load) | pages flushed (load) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "**Size** (`mysql.innodb_index_stats` after `ANALYZE TABLE`)",
+        "",
+        "| primary key | clustered index MiB | rows per leaf page | `ix_created_at` MiB | "
+        "unique (merchant_id, txn_date, seq) MiB | total MiB |",
+        "|---|--:|--:|--:|--:|--:|",
     ]
     for v in result["variants"]:
         idx = v["indexes"]
         natural_uk = idx.get("uk_merchant_day_seq", {}).get("bytes")
-        total = sum(i["bytes"] for i in idx.values())
         lines.append(
-            f"| {v['name']} | {v['rows_per_second']:,.0f} | {mib(idx['PRIMARY']['bytes']):.1f} | "
-            f"{cfg['rows'] / idx['PRIMARY']['leaf_pages']:.0f} | {mib(idx['ix_created_at']['bytes']):.1f} | "
-            f"{'— (it is the PK)' if natural_uk is None else f'{mib(natural_uk):.1f}'} | {mib(total):.1f} | "
-            f"{v['monitors'].get('index_page_splits', 0):,} | "
-            f"{v['load_status']['Innodb_buffer_pool_reads']:,} | "
-            f"{v['load_status']['Innodb_buffer_pool_pages_flushed']:,} |")
+            f"| {v['name']} | {mib(idx['PRIMARY']['bytes']):.1f} | "
+            f"{n_rows / idx['PRIMARY']['leaf_pages']:.0f} | {mib(idx['ix_created_at']['bytes']):.1f} | "
+            f"{'none needed: it is the PK' if natural_uk is None else f'{mib(natural_uk):.1f}'} | "
+            f"{mib(sum(i['bytes'] for i in idx.values())):.1f} |")
     lines += [
         "",
-        f"Range scan: `SUM(amount_minor)` for one merchant over {SCAN_DAYS} days, "
-        f"{cfg['scan_merchants']} different merchants, cold pool then the same queries again warm.",
+        "**Load** (deltas over the whole load; splits from `INNODB_METRICS`, the rest from "
+        "`SHOW GLOBAL STATUS`)",
         "",
-        "| primary key | index used | rows | cold: disk page reads per query | "
-        "logical page reads per query | cold ms per query | warm ms per query |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| primary key | insert rows/s | server CPU s | page splits (all indexes) | buffer-pool misses "
+        "(`Innodb_buffer_pool_reads`) | pages flushed | MiB written to data files |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for v in result["variants"]:
+        st = v["load_status"]
+        lines.append(
+            f"| {v['name']} | {v['rows_per_second']:,.0f} | {v['load_server_cpu_seconds']:.1f} | "
+            f"{v['monitors'].get('index_page_splits', 0):,} | "
+            f"{st['Innodb_buffer_pool_reads']:,} | {st['Innodb_buffer_pool_pages_flushed']:,} | "
+            f"{mib(st['Innodb_data_written']):,.0f} |")
+    lines += [
+        "",
+        f"**Range scan**: `COUNT(*), SUM(amount_minor)` for one merchant over {SCAN_DAYS} days, for "
+        f"{n_scans} different merchants; first on a cold pool, then the same queries again.",
+        "",
+        "| primary key | index used | rows (all queries) | logical page reads per query | "
+        "cold: disk reads per query | cold ms per query | second pass: disk reads per query | "
+        "second pass ms per query |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for v in result["variants"]:
         cold, warm = v["scan_cold"], v["scan_warm"]
-        n = cfg["scan_merchants"]
         lines.append(
             f"| {v['name']} | `{cold['index_used']}` | {cold['rows']:,} | "
-            f"{cold['status']['Innodb_buffer_pool_reads'] / n:.1f} | "
-            f"{warm['status']['Innodb_buffer_pool_read_requests'] / n:.1f} | "
-            f"{1000 * cold['seconds'] / n:.2f} | {1000 * warm['seconds'] / n:.2f} |")
+            f"{warm['status']['Innodb_buffer_pool_read_requests'] / n_scans:.1f} | "
+            f"{cold['status']['Innodb_buffer_pool_reads'] / n_scans:.1f} | "
+            f"{1000 * cold['seconds'] / n_scans:.2f} | "
+            f"{warm['status']['Innodb_buffer_pool_reads'] / n_scans:.1f} | "
+            f"{1000 * warm['seconds'] / n_scans:.2f} |")
     lines += [
         "",
-        "Page splits come from `information_schema.INNODB_METRICS` (`index_page_splits`, enabled with "
-        "`innodb_monitor_enable`) and count every index of the table. Pool misses are "
-        "`Innodb_buffer_pool_reads`, flushed pages `Innodb_buffer_pool_pages_flushed`, logical reads "
-        "`Innodb_buffer_pool_read_requests` (deltas of `SHOW GLOBAL STATUS`). Index sizes are "
-        "`mysql.innodb_index_stats` (`size`, `n_leaf_pages`) after `ANALYZE TABLE`.",
+        "Page splits are `index_page_splits` from `information_schema.INNODB_METRICS` (enabled with "
+        "`SET GLOBAL innodb_monitor_enable = 'index_page_%'`); InnoDB counts an append to the "
+        "right-most page as a split too, so compare the fill (rows per leaf page) as well. Pages "
+        "flushed is `Innodb_buffer_pool_pages_flushed`; logical reads are "
+        "`Innodb_buffer_pool_read_requests`.",
         "",
         "![chart](results.png)",
         "",
@@ -291,14 +315,16 @@ def render_markdown(result):
 
 def render_chart_data(result):
     """Whitespace-separated table for chart.gp: one row per variant."""
-    lines = ["# label rows_per_s total_mib page_splits_k pool_misses_k cold_scan_reads_per_query"]
+    lines = ["# label rows_per_s total_mib page_splits_k pool_misses_k cold_scan_reads_per_query "
+             "server_cpu_s mib_written"]
     for v in result["variants"]:
         total = sum(i["bytes"] for i in v["indexes"].values())
-        label = v["name"].split(" ")[0]
+        label = v["table"].removeprefix("t_")
         lines.append(f'"{label}" {v["rows_per_second"]:.0f} {mib(total):.1f} '
                      f'{v["monitors"].get("index_page_splits", 0) / 1000:.1f} '
                      f'{v["load_status"]["Innodb_buffer_pool_reads"] / 1000:.1f} '
-                     f'{v["scan_cold"]["status"]["Innodb_buffer_pool_reads"] / result["config"]["scan_merchants"]:.2f}')
+                     f'{v["scan_cold"]["status"]["Innodb_buffer_pool_reads"] / result["config"]["scan_merchants"]:.2f} '
+                     f'{v["load_server_cpu_seconds"]:.1f} {mib(v["load_status"]["Innodb_data_written"]):.0f}')
     return "\n".join(lines) + "\n"
 
 
@@ -316,9 +342,11 @@ def run(args):
             conn = server.restart()
             query(conn, f"USE {db}")
             before_status, before_monitors = status(conn), monitors(conn)
+            before_cpu = server.cpu_seconds()
             seconds = load(conn, table, id_expr, args.rows)
             variant = {
                 "name": name, "table": table, "load_seconds": seconds,
+                "load_server_cpu_seconds": server.cpu_seconds() - before_cpu,
                 "rows_per_second": args.rows / seconds,
                 "load_status": delta(status(conn), before_status),
                 "monitors": delta(monitors(conn), before_monitors),
