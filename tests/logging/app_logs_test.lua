@@ -111,25 +111,26 @@ do
   check("raw log line masked", r.log == "panic: card=601111******1117 declined", r.log)
 end
 
--- Real output of go-app (apps/go-app at apps-branch commit 5778ebd; recorded with curl against /, a
--- POST with X-Request-Id, a 404, a bad ?sleep and /stream, then SIGTERM). Every line must pass through
--- unmasked, and every request line must come out in the full schema.
-do
-  local path = repo .. "/tests/logging/fixtures/go-app.jsonl"
-  local file = assert(io.open(path, "r"))
+-- Real output of both apps (apps/go-app at apps-branch commit 5778ebd, apps/node-app from the same
+-- branch's work in progress), recorded with curl against /, a POST with X-Request-Id, a 404, a bad
+-- ?sleep and /stream, then SIGTERM. Every line must pass through unmasked with a lower-case level, and
+-- every request line must come out in the full schema.
+for _, app in ipairs({ "go-app", "node-app" }) do
+  local file = assert(io.open(repo .. "/tests/logging/fixtures/" .. app .. ".jsonl", "r"))
   local lines, requests = 0, 0
   for line in file:lines() do
     lines = lines + 1
+    local name = app .. " fixture line " .. lines
     local r = pipeline(line)
-    check("go-app fixture line " .. lines .. " level lower-case", r.level == "info", tostring(r.level))
-    check("go-app fixture line " .. lines .. " not masked", r.pan_masked == nil, line)
+    check(name .. " level lower-case", r.level == "info", tostring(r.level))
+    check(name .. " not masked", r.pan_masked == nil, line)
     if r.msg == "request" then
       requests = requests + 1
-      has_schema("go-app fixture line " .. lines, r)
+      has_schema(name, r)
     end
   end
   file:close()
-  check("go-app fixture has request lines", requests >= 5, tostring(requests))
+  check(app .. " fixture has request lines", requests >= 5, tostring(requests))
 end
 
 print(string.format("%d passed, %d failed", passed, failed))
