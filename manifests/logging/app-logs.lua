@@ -3,8 +3,9 @@
 -- Fluent Bit calls each function as f(tag, timestamp, record) and reads back (code, timestamp, record):
 -- code 0 keeps the record unchanged, 2 replaces it and keeps the timestamp. Both functions only touch
 -- fields they understand, so lines from other workloads pass through.
--- Hand-written because no Fluent Bit filter does Luhn-checked PAN masking, and the two apps' loggers
--- (Go log/slog, Node pino) disagree on level and time encodings.
+-- Hand-written because no Fluent Bit filter does Luhn-checked PAN masking, and loggers disagree on
+-- level and time encodings: Go's log/slog writes "INFO", pino's defaults are 30 and epoch milliseconds
+-- (our node-app configures names and ISO times, other Node services may not).
 
 local M = {}
 
