@@ -3,7 +3,9 @@
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility> (fixed upstream
 // later); include it first so the coroutine support compiles with libstdc++ 12.
+// clang-format off
 #include <utility>
+// clang-format on
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>

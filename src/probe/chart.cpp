@@ -127,8 +127,7 @@ std::string chart_script(const Report& report, const fs::path& output) {
     colour_index.emplace(version.version, colour_index.size());
   }
   const auto colour_of = [&](std::size_t index, const std::string& version) -> std::string {
-    return version.empty() ? kUnversionedColour
-                           : kVersionColours[index % kVersionColours.size()];
+    return version.empty() ? kUnversionedColour : kVersionColours[index % kVersionColours.size()];
   };
 
   // Bins sized so a 60 s run gets ~0.25 s resolution and a long run at most kMaxBins bins.
@@ -136,6 +135,7 @@ std::string chart_script(const Report& report, const fs::path& output) {
   const auto bins = static_cast<std::size_t>(std::ceil(end_s / bin_s)) + 1;
   std::vector<std::vector<double>> rate(bins, std::vector<double>(colour_index.size() + 1, 0.0));
   std::vector<std::string> latency_blocks(colour_index.size());
+  std::vector<std::string> long_lived_blocks(colour_index.size());
   std::string failures_block;
   for (const Record& record : records) {
     const auto bin = static_cast<std::size_t>(seconds(record.end) / bin_s);
@@ -145,8 +145,8 @@ std::string chart_script(const Report& report, const fs::path& output) {
     } else if (record.response && record.error == ErrorClass::none) {
       const std::size_t index = colour_index.at(record.version);
       rate[bin][index] += 1.0 / bin_s;
-      latency_blocks[index] += fmt::format("{:.6f} {:.3f} {}\n", seconds(record.start),
-                                           latency_ms(record), long_lived(record) ? 9 : 7);
+      (long_lived(record) ? long_lived_blocks : latency_blocks)[index] +=
+          fmt::format("{:.6f} {:.3f}\n", seconds(record.start), latency_ms(record));
     }
   }
 
@@ -163,7 +163,8 @@ std::string chart_script(const Report& report, const fs::path& output) {
   }
   script += "EOD\n";
   for (std::size_t index = 0; index < latency_blocks.size(); ++index) {
-    script += fmt::format("$LATENCY{} << EOD\n{}EOD\n", index, latency_blocks[index]);
+    script += fmt::format("$LATENCY{0} << EOD\n{1}EOD\n$LONG{0} << EOD\n{2}EOD\n", index,
+                          latency_blocks[index], long_lived_blocks[index]);
   }
   script += fmt::format("$FAILURES << EOD\n{}EOD\n", failures_block);
 
@@ -191,14 +192,14 @@ std::string chart_script(const Report& report, const fs::path& output) {
         ++arrow, seconds(mark.at), gnuplot_string(mark.name));
   }
 
-  script += fmt::format(
-      "set multiplot layout 2,1 title {}\n",
-      gnuplot_string(fmt::format("{}{}: {} requests, {} failed (grey: rollout window, orange: both "
-                         "versions answering)",
-                         report.info().url,
-                         report.info().host_header.empty() ? ""
-                                                           : " Host " + report.info().host_header,
-                         summary.requests, summary.failed)));
+  script +=
+      fmt::format("set multiplot layout 2,1 title {}\n",
+                  gnuplot_string(fmt::format(
+                      "{}{}: {} requests, {} failed (grey: rollout window, orange: both "
+                      "versions answering)",
+                      report.info().url,
+                      report.info().host_header.empty() ? "" : " Host " + report.info().host_header,
+                      summary.requests, summary.failed)));
 
   std::vector<std::string> rate_plots;
   std::vector<std::string> latency_plots;
@@ -208,16 +209,19 @@ std::string chart_script(const Report& report, const fs::path& output) {
     rate_plots.push_back(fmt::format("$RATE using 1:{} with steps lw 2 lc rgb '{}' title {}",
                                      index + 2, colour, title));
     latency_plots.push_back(fmt::format(
-        "$LATENCY{} using 1:2:3 with points pt variable ps 0.4 lc rgb '{}' title {}", index,
-        colour, title));
+        "$LATENCY{} using 1:2 with points pt 7 ps 0.4 lc rgb '{}' title {}", index, colour, title));
+    if (!long_lived_blocks[index].empty()) {
+      latency_plots.push_back(fmt::format(
+          "$LONG{} using 1:2 with points pt 9 ps 1.5 lc rgb '{}' notitle", index, colour));
+    }
   }
   if (summary.failed > 0) {
-    rate_plots.push_back(fmt::format(
-        "$RATE using 1:{} with impulses lw 3 lc rgb '{}' title 'failures'",
-        colour_index.size() + 2, kFailureColour));
-    latency_plots.push_back(fmt::format(
-        "$FAILURES using 1:2 with points pt 2 ps 1.5 lw 2 lc rgb '{}' title 'failed'",
-        kFailureColour));
+    rate_plots.push_back(
+        fmt::format("$RATE using 1:{} with steps lw 2 lc rgb '{}' title 'failures'",
+                    colour_index.size() + 2, kFailureColour));
+    latency_plots.push_back(
+        fmt::format("$FAILURES using 1:2 with points pt 2 ps 1.5 lw 2 lc rgb '{}' title 'failed'",
+                    kFailureColour));
   }
   const auto join = [](const std::vector<std::string>& parts) {
     std::string out;
@@ -227,12 +231,14 @@ std::string chart_script(const Report& report, const fs::path& output) {
     return out;
   };
   script += fmt::format(
-      "set title 'responses per second by version (by completion time), failures in red'\n"
+      "set title 'responses per second by version, failures per second in red (by completion "
+      "time)'\n"
       "set ylabel 'per second'\nset yrange [0:*]\nplot {}\n",
       join(rate_plots));
   script += fmt::format(
-      "set title 'latency of each request by start time (dots: short, triangles: long and "
-      "streams)'\nset ylabel 'ms'\nset logscale y\nset yrange [*:*]\nplot {}\n",
+      "set title 'latency of each request by start time (dots: short requests, triangles: long "
+      "requests and streams, crosses: failed)'\nset ylabel 'ms'\nset logscale y\nset yrange "
+      "[*:*]\nplot {}\n",
       join(latency_plots));
   script += "unset multiplot\n";
   return script;

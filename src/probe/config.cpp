@@ -105,9 +105,10 @@ void Config::validate() const {
   const int counts[] = {keepalive_get_workers, keepalive_post_workers, fresh_connection_workers,
                         initial_long_requests, long_request_workers,   initial_streams,
                         stream_workers};
-  const char* const names[] = {"keep-alive GET workers", "keep-alive POST workers",
-                               "fresh-connection workers", "initial long requests",
-                               "long request workers", "initial streams", "stream workers"};
+  const char* const names[] = {
+      "keep-alive GET workers", "keep-alive POST workers", "fresh-connection workers",
+      "initial long requests",  "long request workers",    "initial streams",
+      "stream workers"};
   int total = 0;
   for (std::size_t i = 0; i < std::size(counts); ++i) {
     require_non_negative(counts[i], names[i]);

@@ -43,8 +43,8 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point when) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
   std::tm utc{};
   gmtime_r(&seconds, &utc);
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          when.time_since_epoch()).count() % 1000;
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count() % 1000;
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", utc.tm_year + 1900,
                      utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
 }
@@ -174,7 +174,7 @@ class Probe::Impl {
   std::atomic<std::size_t> failures_{0};
   std::atomic<std::size_t> completed_{0};
   std::atomic<bool> running_{false};
-  bool start_called_ = false;          // caller's thread only
+  bool start_called_ = false;               // caller's thread only
   std::atomic<bool> clock_started_{false};  // started_ is set: mark() and report() may read it
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
@@ -240,8 +240,7 @@ class Connection {
       return true;
     }
     char byte = 0;
-    const ssize_t n =
-        ::recv(stream_->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    const ssize_t n = ::recv(stream_->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
   }
 
@@ -312,10 +311,12 @@ void Probe::Impl::start() {
     spawn(single_request(make_spec(RequestKind::stream, i)));
   }
   for (int i = 0; i < config_.keepalive_get_workers; ++i) {
-    spawn(persistent_worker(make_spec(RequestKind::keepalive_get, i), config_.request_interval, {}));
+    spawn(
+        persistent_worker(make_spec(RequestKind::keepalive_get, i), config_.request_interval, {}));
   }
   for (int i = 0; i < config_.keepalive_post_workers; ++i) {
-    spawn(persistent_worker(make_spec(RequestKind::keepalive_post, i), config_.request_interval, {}));
+    spawn(
+        persistent_worker(make_spec(RequestKind::keepalive_post, i), config_.request_interval, {}));
   }
   for (int i = 0; i < config_.fresh_connection_workers; ++i) {
     spawn(fresh_connection_worker(make_spec(RequestKind::fresh_get, i)));
@@ -329,19 +330,20 @@ void Probe::Impl::start() {
     spawn(persistent_worker(make_spec(RequestKind::long_get, config_.initial_long_requests + i), {},
                             stagger(config_.long_sleep, i, config_.long_request_workers)));
   }
-  const auto stream_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.stream_length);
+  const auto stream_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.stream_length);
   for (int i = 0; i < config_.stream_workers; ++i) {
     spawn(persistent_worker(make_spec(RequestKind::stream, config_.initial_streams + i), {},
                             stagger(stream_ms, i, config_.stream_workers)));
   }
 
-  log_->info("probe: {} (Host: {}) for {} ms: {} keep-alive GET, {} keep-alive POST, {} "
-             "fresh-connection, {}+{} long ({} ms), {}+{} stream ({} s) workers",
-             config_.url, host_header_, config_.duration.count(), config_.keepalive_get_workers,
-             config_.keepalive_post_workers, config_.fresh_connection_workers,
-             config_.initial_long_requests, config_.long_request_workers,
-             config_.long_sleep.count(), config_.initial_streams, config_.stream_workers,
-             config_.stream_length.count());
+  log_->info(
+      "probe: {} (Host: {}) for {} ms: {} keep-alive GET, {} keep-alive POST, {} "
+      "fresh-connection, {}+{} long ({} ms), {}+{} stream ({} s) workers",
+      config_.url, host_header_, config_.duration.count(), config_.keepalive_get_workers,
+      config_.keepalive_post_workers, config_.fresh_connection_workers,
+      config_.initial_long_requests, config_.long_request_workers, config_.long_sleep.count(),
+      config_.initial_streams, config_.stream_workers, config_.stream_length.count());
   thread_ = std::thread([this] {
     ioc_.run();
     {
@@ -369,7 +371,8 @@ void Probe::Impl::mark(std::string_view name) {
   }
   std::lock_guard lock(mutex_);
   marks_.push_back({std::string(name), now()});
-  log_->info("probe: mark '{}' at {:.3f} s", name, static_cast<double>(marks_.back().at.count()) / 1e6);
+  log_->info("probe: mark '{}' at {:.3f} s", name,
+             static_cast<double>(marks_.back().at.count()) / 1e6);
 }
 
 void Probe::Impl::wait() {
@@ -456,10 +459,10 @@ RequestSpec Probe::Impl::make_spec(RequestKind kind, int worker) const {
       break;
   }
   spec.close_after = kind == RequestKind::fresh_get;
-  spec.target = kind == RequestKind::stream
-                    ? fmt::format("{}/stream?seconds={}", target_.path_prefix,
-                                  config_.stream_length.count())
-                    : fmt::format("{}/?sleep={}", target_.path_prefix, spec.server_time.count());
+  spec.target =
+      kind == RequestKind::stream
+          ? fmt::format("{}/stream?seconds={}", target_.path_prefix, config_.stream_length.count())
+          : fmt::format("{}/?sleep={}", target_.path_prefix, spec.server_time.count());
   return spec;
 }
 
@@ -471,7 +474,8 @@ void Probe::Impl::finish(Record record) {
     log_->log(level, "probe: {} #{} request probe-{} failed after {} ms: {}{}{}",
               to_string(record.kind), record.worker, record.id,
               std::chrono::duration_cast<std::chrono::milliseconds>(record.latency()).count(),
-              to_string(record.error), record.status ? fmt::format(" (HTTP {})", record.status) : "",
+              to_string(record.error),
+              record.status ? fmt::format(" (HTTP {})", record.status) : "",
               record.detail.empty() ? "" : ": " + record.detail);
     if (failures == kFailuresLogged) {
       log_->warn("probe: further failures are counted, not logged");
@@ -565,8 +569,8 @@ net::awaitable<bool> Probe::Impl::exchange(Connection& connection, const Request
           std::count(body.begin() + static_cast<std::ptrdiff_t>(counted), body.end(), '\n'));
       counted = body.size();
       if (ec) {
-        fail(body_error(), fmt::format("stream after {} of {} lines", record.stream_lines,
-                                       spec.expected_lines));
+        fail(body_error(),
+             fmt::format("stream after {} of {} lines", record.stream_lines, spec.expected_lines));
         co_return false;
       }
     }

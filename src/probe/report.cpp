@@ -49,8 +49,8 @@ std::string_view name_of(const std::array<std::pair<Enum, std::string_view>, N>&
 }
 
 template <typename Enum, std::size_t N>
-Enum value_of(const std::array<std::pair<Enum, std::string_view>, N>& names,
-              std::string_view name, std::string_view what) {
+Enum value_of(const std::array<std::pair<Enum, std::string_view>, N>& names, std::string_view name,
+              std::string_view what) {
   for (const auto& [value, candidate] : names) {
     if (candidate == name) {
       return value;
@@ -279,7 +279,8 @@ Offset nearest_rank_percentile(std::vector<Offset>& values, double p) {
   }
   std::sort(values.begin(), values.end());
   const double rank = std::ceil(p / 100.0 * static_cast<double>(values.size()));
-  const auto index = static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(values.size()))) - 1;
+  const auto index =
+      static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(values.size()))) - 1;
   return values[index];
 }
 
@@ -327,8 +328,8 @@ Summary Report::summary() const {
   } else if (summary.switch_over) {
     // Without marks the transition is where the versions hand over, overlapping or not.
     const Window& handover = summary.switch_over->window;
-    summary.rollout = Window{std::min(handover.start, handover.end),
-                             std::max(handover.start, handover.end)};
+    summary.rollout =
+        Window{std::min(handover.start, handover.end), std::max(handover.start, handover.end)};
     summary.rollout_source = "switch-over";
   }
 
@@ -400,7 +401,8 @@ Report Report::from_json(const nlohmann::json& in) {
                Offset{probe.at("elapsed_us").get<std::int64_t>()}};
   std::vector<Mark> marks;
   for (const json& mark : in.at("marks")) {
-    marks.push_back({mark.at("name").get<std::string>(), Offset{mark.at("at_us").get<std::int64_t>()}});
+    marks.push_back(
+        {mark.at("name").get<std::string>(), Offset{mark.at("at_us").get<std::int64_t>()}});
   }
   std::vector<Record> records;
   for (const json& record : in.at("records")) {

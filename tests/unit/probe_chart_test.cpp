@@ -1,19 +1,18 @@
-// The chart: the generated gnuplot script, and real gnuplot runs (gnuplot-nox is a test dependency).
-#include <unistd.h>
-
+// The chart: the generated gnuplot script, and real gnuplot runs (gnuplot-nox is a test
+// dependency).
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include <catch2/catch.hpp>
 
 #include "deployapps/probe/config.hpp"
 #include "deployapps/probe/report.hpp"
-#include "probe_matchers.hpp"
+#include "probe_test_support.hpp"
 
 namespace fs = std::filesystem;
 namespace probe = deployapps::probe;
 using deployapps::probe::testing::MessageContains;
+using deployapps::probe::testing::read_file;
+using deployapps::probe::testing::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
@@ -44,27 +43,9 @@ probe::Report sample(bool with_failure) {
     failed.error = probe::ErrorClass::reset;
     records.push_back(failed);
   }
-  return probe::Report({"http://127.0.0.1:8088", "go-app.localhost", "2025-01-01T00:00:00.000Z",
-                        2000ms},
-                       std::move(records), {{"rollout-start", 500ms}, {"rollout-end", 1800ms}});
-}
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "probe-chart-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return probe::Report(
+      {"http://127.0.0.1:8088", "go-app.localhost", "2025-01-01T00:00:00.000Z", 2000ms},
+      std::move(records), {{"rollout-start", 500ms}, {"rollout-end", 1800ms}});
 }
 
 }  // namespace
@@ -82,8 +63,9 @@ TEST_CASE("chart script: one series per version, failures only when there are so
   CHECK_THAT(with, Catch::Matchers::Contains("title 'failed'"));
   CHECK_THAT(with, Catch::Matchers::Contains("'rollout-start'"));
   CHECK_THAT(with, Catch::Matchers::Contains("1.000000 1.000\n"));  // the failure's point
-  // The stream is drawn as a triangle (point type 9) at 1500 ms.
-  CHECK_THAT(with, Catch::Matchers::Contains("0.000000 1500.000 9\n"));
+  // The stream is drawn in its own series of triangles.
+  CHECK_THAT(with, Catch::Matchers::Contains("$LONG0 << EOD\n0.000000 1500.000\nEOD"));
+  CHECK_THAT(with, Catch::Matchers::Contains("$LONG0 using 1:2 with points pt 9"));
 
   const std::string without = probe::chart_script(sample(false), "out.svg");
   CHECK_THAT(without, Catch::Matchers::Contains("set terminal svg"));
@@ -92,14 +74,14 @@ TEST_CASE("chart script: one series per version, failures only when there are so
 
 TEST_CASE("chart: gnuplot draws a PNG and an SVG", "[probe][chart]") {
   const TempDir dir;
-  const fs::path png = dir.path / "timeline.png";
+  const fs::path png = dir.path() / "timeline.png";
   sample(true).write_chart(png);
   const std::string bytes = read_file(png);
   REQUIRE(bytes.size() > 1000);
   CHECK(bytes.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
-  CHECK(fs::exists(dir.path / "timeline.gp"));
+  CHECK(fs::exists(dir.path() / "timeline.gp"));
 
-  const fs::path svg = dir.path / "timeline.svg";
+  const fs::path svg = dir.path() / "timeline.svg";
   sample(false).write_chart(svg);
   CHECK_THAT(read_file(svg), Catch::Matchers::Contains("<svg"));
 }
@@ -107,16 +89,16 @@ TEST_CASE("chart: gnuplot draws a PNG and an SVG", "[probe][chart]") {
 TEST_CASE("chart: bad requests fail clearly and write nothing", "[probe][chart]") {
   const TempDir dir;
   SECTION("unknown extension") {
-    CHECK_THROWS_MATCHES(sample(true).write_chart(dir.path / "timeline.jpg"), probe::ChartError,
+    CHECK_THROWS_MATCHES(sample(true).write_chart(dir.path() / "timeline.jpg"), probe::ChartError,
                          MessageContains(".png or .svg"));
   }
   SECTION("empty report") {
-    CHECK_THROWS_MATCHES(probe::Report().write_chart(dir.path / "timeline.png"),
+    CHECK_THROWS_MATCHES(probe::Report().write_chart(dir.path() / "timeline.png"),
                          probe::ChartError, MessageContains("no requests"));
   }
   SECTION("unwritable directory") {
-    CHECK_THROWS_AS(sample(true).write_chart(dir.path / "missing" / "timeline.png"),
+    CHECK_THROWS_AS(sample(true).write_chart(dir.path() / "missing" / "timeline.png"),
                     probe::ChartError);
   }
-  CHECK(fs::is_empty(dir.path));
+  CHECK(fs::is_empty(dir.path()));
 }

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "deployapps/probe/config.hpp"
-#include "probe_matchers.hpp"
+#include "probe_test_support.hpp"
 
 namespace probe = deployapps::probe;
 using deployapps::probe::testing::MessageContains;
@@ -21,9 +21,7 @@ TEST_CASE("probe target: URL parsing", "[probe][config]") {
     CHECK(target.port == 80);
     CHECK(target.authority == "go-app.localhost");
   }
-  SECTION("no port means 80") {
-    CHECK(probe::Target::parse("http://10.96.0.12").port == 80);
-  }
+  SECTION("no port means 80") { CHECK(probe::Target::parse("http://10.96.0.12").port == 80); }
   SECTION("IPv6 literal") {
     const auto target = probe::Target::parse("http://[::1]:8080");
     CHECK(target.host == "::1");
@@ -51,8 +49,7 @@ TEST_CASE("probe target: bad URLs are rejected with the reason", "[probe][config
       {"http://[::1]x", "junk"},
   }));
   CAPTURE(url);
-  CHECK_THROWS_MATCHES(probe::Target::parse(url), probe::ConfigError,
-                       MessageContains(reason));
+  CHECK_THROWS_MATCHES(probe::Target::parse(url), probe::ConfigError, MessageContains(reason));
 }
 
 TEST_CASE("probe config: validation", "[probe][config]") {
@@ -64,13 +61,11 @@ TEST_CASE("probe config: validation", "[probe][config]") {
     config.keepalive_get_workers = config.keepalive_post_workers = 0;
     config.fresh_connection_workers = config.initial_long_requests = 0;
     config.long_request_workers = config.initial_streams = config.stream_workers = 0;
-    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError,
-                         MessageContains("no workers"));
+    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError, MessageContains("no workers"));
   }
   SECTION("negative count") {
     config.stream_workers = -1;
-    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError,
-                         MessageContains("stream workers"));
+    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError, MessageContains("stream workers"));
   }
   SECTION("too many connections") {
     config.keepalive_get_workers = 5000;
@@ -78,8 +73,7 @@ TEST_CASE("probe config: validation", "[probe][config]") {
   }
   SECTION("zero duration") {
     config.duration = 0ms;
-    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError,
-                         MessageContains("duration"));
+    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError, MessageContains("duration"));
   }
   SECTION("zero timeout") {
     config.request_timeout = 0ms;

@@ -3,8 +3,8 @@
 #define CATCH_CONFIG_RUNNER
 #include <cstdlib>
 
-#include <catch2/catch.hpp>
 #include <spdlog/spdlog.h>
+#include <catch2/catch.hpp>
 
 int main(int argc, char* argv[]) {
   const char* level = std::getenv("PROBE_TEST_LOG");

@@ -85,9 +85,9 @@ TEST_CASE("summary: totals, classes, kinds, versions", "[probe][report]") {
   CHECK(report.failed());
   CHECK(report.failures().size() == 4);
   const std::map<ErrorClass, std::size_t> classes{{ErrorClass::eof, 1},
-                                                   {ErrorClass::http_5xx, 1},
-                                                   {ErrorClass::refused, 1},
-                                                   {ErrorClass::truncated, 1}};
+                                                  {ErrorClass::http_5xx, 1},
+                                                  {ErrorClass::refused, 1},
+                                                  {ErrorClass::truncated, 1}};
   CHECK(summary.failures_by_class == classes);
   CHECK(summary.by_kind.at(RequestKind::keepalive_get).requests == 5);
   CHECK(summary.by_kind.at(RequestKind::keepalive_get).failed == 2);
@@ -165,10 +165,10 @@ TEST_CASE("summary: latency in steady state vs during the marked rollout", "[pro
   records.push_back(short_get(1100, 5, "", ErrorClass::reset));
   records.push_back(request(RequestKind::long_get, 1200, 1700, "v2"));
   records.push_back(short_get(3000, 7, "v2"));  // steady again after the window
-  const auto summary = report_of(std::move(records), {{"rollout-start", 1000ms},
-                                                      {"deploy go-app", 1500ms},
-                                                      {"rollout-end", 2000ms}})
-                           .summary();
+  const auto summary =
+      report_of(std::move(records),
+                {{"rollout-start", 1000ms}, {"deploy go-app", 1500ms}, {"rollout-end", 2000ms}})
+          .summary();
   REQUIRE(summary.rollout);
   CHECK(summary.rollout_source == "marks");
   CHECK(summary.rollout->start == 1000ms);

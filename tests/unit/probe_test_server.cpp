@@ -107,8 +107,8 @@ class TestServer::Impl {
         last_host_ = std::string(request[http::field::host]);
       }
       const std::string target(request.target());
-      const Reply reply = policy_({std::string(request.method_string()), target, connection,
-                                   on_connection});
+      const Reply reply =
+          policy_({std::string(request.method_string()), target, connection, on_connection});
       switch (reply) {
         case Reply::drop:
           socket.close(ec);
@@ -131,10 +131,9 @@ class TestServer::Impl {
       path = path.substr(0, path.find('?'));
       if (path == "/stream") {
         const long lines = std::max(query_value(target, "seconds"), 1L);
-        co_await net::async_write(socket,
-                                  net::buffer(head(200, "OK", keep_alive,
-                                                   "Transfer-Encoding: chunked\r\n")),
-                                  net::redirect_error(net::use_awaitable, ec));
+        co_await net::async_write(
+            socket, net::buffer(head(200, "OK", keep_alive, "Transfer-Encoding: chunked\r\n")),
+            net::redirect_error(net::use_awaitable, ec));
         const bool cut = reply == Reply::truncate || reply == Reply::short_stream;
         const long sent = cut ? lines / 2 : lines;
         for (long line = 1; line <= sent && !ec; ++line) {

@@ -20,8 +20,8 @@ struct ServerRequest {
 };
 
 enum class Reply {
-  ok,                  // 200 "Hi!" (or the stream), keep-alive as the client asked
-  connection_close,    // 200 with Connection: close, then close
+  ok,                // 200 "Hi!" (or the stream), keep-alive as the client asked
+  connection_close,  // 200 with Connection: close, then close
   status_503,
   status_404,
   drop,                // close the connection without a response (client sees EOF)

@@ -132,8 +132,7 @@ TEST_CASE("probe: versions switching mid-run give per-version counts and a switc
   REQUIRE(summary.versions.size() == 2);
   CHECK(summary.versions[0].version == "v1");
   CHECK(summary.versions[1].version == "v2");
-  CHECK(summary.versions[0].responses + summary.versions[1].responses ==
-        report.records().size());
+  CHECK(summary.versions[0].responses + summary.versions[1].responses == report.records().size());
   REQUIRE(summary.switch_over);
   CHECK(summary.switch_over->old_version == "v1");
   CHECK(summary.switch_over->new_version == "v2");

@@ -35,7 +35,7 @@ class ChartError : public Error {
 
 // A parsed base URL: http://host[:port][/prefix].
 struct Target {
-  std::string host;         // name or IP literal, without IPv6 brackets
+  std::string host;  // name or IP literal, without IPv6 brackets
   std::uint16_t port = 80;
   std::string path_prefix;  // "" or "/something", never ending in '/'
   std::string authority;    // host[:port] as written for a Host header (default port omitted)
@@ -56,13 +56,13 @@ struct Config {
   std::chrono::milliseconds duration = std::chrono::seconds(60);
 
   // The mix. Every worker is one coroutine, so these bound the number of open connections.
-  int keepalive_get_workers = 4;   // persistent connection each, back-to-back GET /?sleep=short
-  int keepalive_post_workers = 2;  // persistent connection each, back-to-back POST /?sleep=short
+  int keepalive_get_workers = 4;     // persistent connection each, back-to-back GET /?sleep=short
+  int keepalive_post_workers = 2;    // persistent connection each, back-to-back POST /?sleep=short
   int fresh_connection_workers = 2;  // a new connection per GET, with Connection: close
-  int initial_long_requests = 2;   // GET /?sleep=long started at once, before any rollout
-  int long_request_workers = 2;    // back-to-back long GETs, starts staggered over long_sleep
-  int initial_streams = 2;         // GET /stream started at once
-  int stream_workers = 1;          // back-to-back streams, starts staggered over stream_length
+  int initial_long_requests = 2;     // GET /?sleep=long started at once, before any rollout
+  int long_request_workers = 2;      // back-to-back long GETs, starts staggered over long_sleep
+  int initial_streams = 2;           // GET /stream started at once
+  int stream_workers = 1;            // back-to-back streams, starts staggered over stream_length
 
   // ?sleep= of short requests; always sent, because the apps otherwise sleep a random time.
   std::chrono::milliseconds short_sleep = std::chrono::milliseconds(0);

@@ -49,7 +49,8 @@ class Probe {
   // Ctrl-C. Thread-safe, non-blocking; follow with wait().
   void cancel();
 
-  // Live counters, cheap and thread-safe: a deployer polls failure_count() to abort a rollout early.
+  // Live counters, cheap and thread-safe: a deployer polls failure_count() to abort a rollout
+  // early.
   [[nodiscard]] std::size_t failure_count() const noexcept;
   [[nodiscard]] std::size_t completed_count() const noexcept;
   [[nodiscard]] bool running() const noexcept;

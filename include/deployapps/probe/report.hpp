@@ -48,25 +48,25 @@ enum class ErrorClass {
 [[nodiscard]] bool is_failure(ErrorClass error) noexcept;
 
 struct Record {
-  std::uint64_t id = 0;          // also sent as X-Request-Id: probe-<id>, to find it in app logs
+  std::uint64_t id = 0;  // also sent as X-Request-Id: probe-<id>, to find it in app logs
   RequestKind kind = RequestKind::keepalive_get;
-  int worker = 0;                // index of the worker of that kind
-  std::uint64_t connection = 0;  // probe-wide id of the TCP connection used (0: none opened)
-  bool connection_reused = false;   // sent on a connection that had already served a response
+  int worker = 0;                  // index of the worker of that kind
+  std::uint64_t connection = 0;    // probe-wide id of the TCP connection used (0: none opened)
+  bool connection_reused = false;  // sent on a connection that had already served a response
   bool stale_connection_replaced = false;  // the kept-alive connection was found closed by the
                                            // server before sending, so a new one was opened
   Offset start{0};
   std::optional<Offset> response;  // when the response headers arrived
   Offset end{0};
-  int status = 0;                  // HTTP status, 0 when no headers arrived
+  int status = 0;  // HTTP status, 0 when no headers arrived
   ErrorClass error = ErrorClass::none;
-  std::string detail;              // the underlying error message for failures
-  std::string version;             // X-App-Version
-  std::string served_by;           // X-Served-By
+  std::string detail;                // the underlying error message for failures
+  std::string version;               // X-App-Version
+  std::string served_by;             // X-Served-By
   std::string connection_served_by;  // X-Served-By of the previous response on this connection:
                                      // the pod a reused connection was pinned to
-  bool server_closed = false;      // the response carried Connection: close
-  std::uint32_t stream_lines = 0;  // lines received (streams only)
+  bool server_closed = false;        // the response carried Connection: close
+  std::uint32_t stream_lines = 0;    // lines received (streams only)
 
   [[nodiscard]] bool failed() const noexcept { return is_failure(error); }
   [[nodiscard]] Offset latency() const noexcept { return end - start; }
@@ -145,8 +145,8 @@ struct Summary {
 
   std::size_t connections_opened = 0;
   std::size_t reused_requests = 0;
-  std::size_t server_closes = 0;         // responses with Connection: close
-  std::size_t stale_replacements = 0;    // kept-alive connections found closed before reuse
+  std::size_t server_closes = 0;       // responses with Connection: close
+  std::size_t stale_replacements = 0;  // kept-alive connections found closed before reuse
 };
 
 // Computes `p` (0 < p <= 100) by nearest rank: the smallest value with at least p% of the values at
