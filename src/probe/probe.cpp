@@ -401,6 +401,8 @@ Report Probe::Impl::report() const {
 void Probe::Impl::stop_on_io_thread() {
   if (!stopping_) {
     log_->debug("probe: stopping; waiting for requests in flight");
+    std::lock_guard lock(mutex_);
+    marks_.push_back({std::string(kProbeStopped), now()});
   }
   stopping_ = true;
   for (net::steady_timer* timer : sleeping_) {

@@ -65,7 +65,7 @@ TEST_CASE("standalone: interrupts stop, then cancel", "[probe][standalone]") {
   interrupter.join();
   const auto took = std::chrono::steady_clock::now() - began;
   CHECK(took >= 500ms);
-  CHECK(took < 2s);
+  CHECK(took < 2500ms);  // cancelled, not waiting for the 3 s long requests
   REQUIRE(report.mark("interrupted"));
   CHECK(*report.mark("interrupted") >= 200ms);
   CHECK_FALSE(report.failed());

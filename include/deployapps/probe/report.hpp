@@ -83,6 +83,8 @@ struct Mark {
 // The marks that delimit the rollout window for the latency comparison.
 inline constexpr std::string_view kRolloutStart = "rollout-start";
 inline constexpr std::string_view kRolloutEnd = "rollout-end";
+// Recorded by the probe when it stops starting requests (duration over, stop or cancel).
+inline constexpr std::string_view kProbeStopped = "probe-stopped";
 
 struct Window {
   Offset start{0};
