@@ -7,7 +7,7 @@ namespace probe = deployapps::probe;
 using deployapps::probe::testing::MessageContains;
 using namespace std::chrono_literals;
 
-TEST_CASE("probe target: URL parsing", "[probe][config]") {
+TEST_CASE("config: target URL parsing", "[probe][config]") {
   SECTION("IP and port") {
     const auto target = probe::Target::parse("http://127.0.0.1:8088");
     CHECK(target.host == "127.0.0.1");
@@ -33,7 +33,7 @@ TEST_CASE("probe target: URL parsing", "[probe][config]") {
   }
 }
 
-TEST_CASE("probe target: bad URLs are rejected with the reason", "[probe][config]") {
+TEST_CASE("config: target bad URLs are rejected with the reason", "[probe][config]") {
   const auto [url, reason] = GENERATE(table<std::string, std::string>({
       {"https://x", "http://"},
       {"127.0.0.1:80", "http://"},
@@ -52,7 +52,7 @@ TEST_CASE("probe target: bad URLs are rejected with the reason", "[probe][config
   CHECK_THROWS_MATCHES(probe::Target::parse(url), probe::ConfigError, MessageContains(reason));
 }
 
-TEST_CASE("probe config: validation", "[probe][config]") {
+TEST_CASE("config: validation", "[probe][config]") {
   probe::Config config;
   config.url = "http://127.0.0.1:8080";
   CHECK_NOTHROW(config.validate());

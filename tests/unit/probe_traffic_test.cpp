@@ -74,7 +74,7 @@ std::set<ErrorClass> classes(const probe::Report& report) {
 
 }  // namespace
 
-TEST_CASE("probe: a healthy server gets the whole mix and nothing fails", "[probe][traffic]") {
+TEST_CASE("traffic: a healthy server gets the whole mix and nothing fails", "[probe][traffic]") {
   TestServer server;
   const auto report = run(small_mix(server.url()));
   INFO(report.summary_text());
@@ -123,7 +123,7 @@ TEST_CASE("probe: a healthy server gets the whole mix and nothing fails", "[prob
   CHECK(server.last_host_header() == server.url().substr(7));
 }
 
-TEST_CASE("probe: versions switching mid-run give per-version counts and a switch-over",
+TEST_CASE("traffic: versions switching mid-run give per-version counts and a switch-over",
           "[probe][traffic]") {
   TestServer server;
   probe::Config config = small_mix(server.url());
@@ -163,7 +163,7 @@ TEST_CASE("probe: versions switching mid-run give per-version counts and a switc
   CHECK(summary.steady.count > 0);
 }
 
-TEST_CASE("probe: Connection: close is followed with a new connection, not a failure",
+TEST_CASE("traffic: Connection: close is followed with a new connection, not a failure",
           "[probe][traffic]") {
   TestServer server([](const ServerRequest&) { return Reply::connection_close; });
   const auto report = run(small_mix(server.url()));
@@ -177,7 +177,7 @@ TEST_CASE("probe: Connection: close is followed with a new connection, not a fai
   CHECK(server.connections() == report.records().size());
 }
 
-TEST_CASE("probe: an idle keep-alive connection closed by the server is replaced, not failed",
+TEST_CASE("traffic: an idle keep-alive connection closed by the server is replaced, not failed",
           "[probe][traffic]") {
   TestServer server([](const ServerRequest&) { return Reply::ok_then_close_idle; });
   probe::Config config = keepalive_only(server.url());
@@ -190,7 +190,7 @@ TEST_CASE("probe: an idle keep-alive connection closed by the server is replaced
   CHECK(summary.reused_requests == 0);
 }
 
-TEST_CASE("probe: failures on a reused connection are classified", "[probe][traffic]") {
+TEST_CASE("traffic: failures on a reused connection are classified", "[probe][traffic]") {
   const auto [reply, expected] = GENERATE(table<Reply, ErrorClass>({
       {Reply::drop, ErrorClass::eof},
       {Reply::reset, ErrorClass::reset},
@@ -213,7 +213,7 @@ TEST_CASE("probe: failures on a reused connection are classified", "[probe][traf
   CHECK(server.requests() == report.records().size());
 }
 
-TEST_CASE("probe: error statuses are failures of their class", "[probe][traffic]") {
+TEST_CASE("traffic: error statuses are failures of their class", "[probe][traffic]") {
   const auto [reply, expected, status] = GENERATE(table<Reply, ErrorClass, int>({
       {Reply::status_503, ErrorClass::http_5xx, 503},
       {Reply::status_404, ErrorClass::http_4xx, 404},
@@ -234,7 +234,7 @@ TEST_CASE("probe: error statuses are failures of their class", "[probe][traffic]
         report.records().size() - of_kind(report, RequestKind::stream).size());
 }
 
-TEST_CASE("probe: a cut stream or body is truncated", "[probe][traffic]") {
+TEST_CASE("traffic: a cut stream or body is truncated", "[probe][traffic]") {
   const auto reply = GENERATE(Reply::truncate, Reply::short_stream);
   TestServer server([reply](const ServerRequest&) { return reply; });
   probe::Config config = small_mix(server.url());
@@ -256,7 +256,7 @@ TEST_CASE("probe: a cut stream or body is truncated", "[probe][traffic]") {
   }
 }
 
-TEST_CASE("probe: a closed port is refused", "[probe][traffic]") {
+TEST_CASE("traffic: a closed port is refused", "[probe][traffic]") {
   probe::Config config =
       small_mix("http://127.0.0.1:" + std::to_string(probe::testing::closed_port()));
   config.duration = 200ms;
@@ -276,7 +276,7 @@ TEST_CASE("probe: a closed port is refused", "[probe][traffic]") {
   }
 }
 
-TEST_CASE("probe: a server that never answers times out", "[probe][traffic]") {
+TEST_CASE("traffic: a server that never answers times out", "[probe][traffic]") {
   TestServer server([](const ServerRequest&) { return Reply::hang; });
   probe::Config config = keepalive_only(server.url());
   config.request_timeout = 150ms;
@@ -291,7 +291,7 @@ TEST_CASE("probe: a server that never answers times out", "[probe][traffic]") {
   }
 }
 
-TEST_CASE("probe: stopping drains long requests and streams in flight", "[probe][traffic]") {
+TEST_CASE("traffic: stopping drains long requests and streams in flight", "[probe][traffic]") {
   TestServer server({}, 100ms);
   probe::Config config = small_mix(server.url());
   config.duration = 60s;
@@ -329,7 +329,7 @@ TEST_CASE("probe: stopping drains long requests and streams in flight", "[probe]
   }
 }
 
-TEST_CASE("probe: cancel ends requests in flight as cancelled, not failed", "[probe][traffic]") {
+TEST_CASE("traffic: cancel ends requests in flight as cancelled, not failed", "[probe][traffic]") {
   TestServer server;
   probe::Config config = small_mix(server.url());
   config.duration = 60s;
@@ -350,7 +350,7 @@ TEST_CASE("probe: cancel ends requests in flight as cancelled, not failed", "[pr
   }
 }
 
-TEST_CASE("probe: the duration bounds the run", "[probe][traffic]") {
+TEST_CASE("traffic: the duration bounds the run", "[probe][traffic]") {
   TestServer server;
   probe::Config config = keepalive_only(server.url());
   config.duration = 300ms;
@@ -365,7 +365,7 @@ TEST_CASE("probe: the duration bounds the run", "[probe][traffic]") {
   CHECK(report.records().size() <= 61);
 }
 
-TEST_CASE("probe: Host header override and *.localhost names", "[probe][traffic]") {
+TEST_CASE("traffic: Host header override and *.localhost names", "[probe][traffic]") {
   TestServer server;
   SECTION("override") {
     probe::Config config = keepalive_only(server.url());
@@ -383,7 +383,7 @@ TEST_CASE("probe: Host header override and *.localhost names", "[probe][traffic]
   }
 }
 
-TEST_CASE("probe: misuse is reported", "[probe][traffic]") {
+TEST_CASE("traffic: misuse is reported", "[probe][traffic]") {
   probe::Config config = keepalive_only("http://127.0.0.1:1");
   SECTION("mark before start") {
     probe::Probe traffic(config);
