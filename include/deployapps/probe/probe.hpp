@@ -1,0 +1,66 @@
+// The client-side traffic probe: a mixed HTTP load that records every request, to prove (or
+// disprove) that a rollout interrupts nothing.
+//
+//   probe::Probe probe(config);
+//   probe.start();                      // traffic runs on the probe's own thread
+//   probe.mark(probe::kRolloutStart);   // ... start the rollout ...
+//   if (probe.failure_count() > 0) { /* abort early */ }
+//   probe.mark(probe::kRolloutEnd);
+//   probe.stop_and_wait();              // stop starting requests, drain the ones in flight
+//   const probe::Report report = probe.report();
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+
+#include "deployapps/probe/config.hpp"
+#include "deployapps/probe/report.hpp"
+
+namespace deployapps::probe {
+
+class Probe {
+ public:
+  // Throws ConfigError when the configuration is invalid.
+  explicit Probe(Config config);
+  // Cancels whatever is still running and joins the thread.
+  ~Probe();
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  // Resolves the host (bounded by connect_timeout) and starts the traffic on a new thread.
+  // Throws Error if the host does not resolve or the probe was started before.
+  void start();
+
+  // Records a named moment (thread-safe), e.g. kRolloutStart / kRolloutEnd.
+  void mark(std::string_view name);
+
+  // Stops starting requests; requests in flight finish (each is bounded by its own deadline).
+  // Non-blocking and thread-safe; the duration running out does the same.
+  void request_stop();
+  // Blocks until the duration ran out or request_stop() was called, and every request in flight
+  // has ended. Not from the probe's own thread.
+  void wait();
+  void stop_and_wait() {
+    request_stop();
+    wait();
+  }
+  // Ends every request in flight at once (recorded as ErrorClass::cancelled), e.g. on a second
+  // Ctrl-C. Thread-safe, non-blocking; follow with wait().
+  void cancel();
+
+  // Live counters, cheap and thread-safe: a deployer polls failure_count() to abort a rollout
+  // early.
+  [[nodiscard]] std::size_t failure_count() const noexcept;
+  [[nodiscard]] std::size_t completed_count() const noexcept;
+  [[nodiscard]] bool running() const noexcept;
+
+  // A snapshot of everything recorded so far (thread-safe; complete after wait()).
+  [[nodiscard]] Report report() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace deployapps::probe

@@ -1,0 +1,208 @@
+// What the probe measured: one Record per request, the caller's marks, and the summary math.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace deployapps::probe {
+
+// Microseconds since the probe started (steady clock). Every time in a report uses this base.
+using Offset = std::chrono::microseconds;
+
+enum class RequestKind {
+  keepalive_get,   // short GET on a persistent connection
+  keepalive_post,  // short POST on a persistent connection
+  fresh_get,       // short GET on a connection opened for it alone
+  long_get,        // GET /?sleep=long
+  stream,          // GET /stream?seconds=N
+};
+
+enum class ErrorClass {
+  none,
+  refused,    // connect refused
+  reset,      // connection reset (or broken pipe) before the response headers
+  eof,        // the server closed the connection before the response headers
+  timeout,    // the probe's deadline ran out
+  truncated,  // headers arrived, the body did not complete (or a stream missed lines)
+  http_5xx,
+  http_4xx,
+  other,      // anything else: unexpected status, malformed response, unreachable network
+  cancelled,  // the probe itself was cancelled (Probe::cancel); not a server failure
+};
+
+[[nodiscard]] std::string_view to_string(RequestKind kind) noexcept;
+[[nodiscard]] std::string_view to_string(ErrorClass error) noexcept;
+// Parse the names to_string produces; throw std::invalid_argument otherwise.
+[[nodiscard]] RequestKind request_kind_from_string(std::string_view name);
+[[nodiscard]] ErrorClass error_class_from_string(std::string_view name);
+
+// True for the classes that count as a failed request (everything but none and cancelled).
+[[nodiscard]] bool is_failure(ErrorClass error) noexcept;
+
+struct Record {
+  std::uint64_t id = 0;  // also sent as X-Request-Id: probe-<id>, to find it in app logs
+  RequestKind kind = RequestKind::keepalive_get;
+  int worker = 0;                  // index of the worker of that kind
+  std::uint64_t connection = 0;    // probe-wide id of the TCP connection used (0: none opened)
+  bool connection_reused = false;  // sent on a connection that had already served a response
+  bool stale_connection_replaced = false;  // the kept-alive connection was found closed by the
+                                           // server before sending, so a new one was opened
+  Offset start{0};
+  std::optional<Offset> response;  // when the response headers arrived
+  Offset end{0};
+  int status = 0;  // HTTP status, 0 when no headers arrived
+  ErrorClass error = ErrorClass::none;
+  std::string detail;                // the underlying error message for failures
+  std::string version;               // X-App-Version
+  std::string served_by;             // X-Served-By
+  std::string connection_served_by;  // X-Served-By of the previous response on this connection:
+                                     // the pod a reused connection was pinned to
+  bool server_closed = false;        // the response carried Connection: close
+  std::uint32_t stream_lines = 0;    // lines received (streams only)
+
+  [[nodiscard]] bool failed() const noexcept { return is_failure(error); }
+  [[nodiscard]] Offset latency() const noexcept { return end - start; }
+  bool operator==(const Record&) const = default;
+};
+
+// A named moment the caller marked, e.g. kRolloutStart.
+struct Mark {
+  std::string name;
+  Offset at{0};
+  bool operator==(const Mark&) const = default;
+};
+
+// The marks that delimit the rollout window for the latency comparison.
+inline constexpr std::string_view kRolloutStart = "rollout-start";
+inline constexpr std::string_view kRolloutEnd = "rollout-end";
+// Recorded by the probe when it stops starting requests (duration over, stop or cancel).
+inline constexpr std::string_view kProbeStopped = "probe-stopped";
+
+struct Window {
+  Offset start{0};
+  Offset end{0};
+  [[nodiscard]] Offset length() const noexcept { return end - start; }
+  // Closed-interval overlap with [from, to].
+  [[nodiscard]] bool overlaps(Offset from, Offset to) const noexcept {
+    return from <= end && to >= start;
+  }
+};
+
+// Nearest-rank percentiles of the latency of successful short requests.
+struct LatencyStats {
+  std::size_t count = 0;
+  Offset p50{0};
+  Offset p99{0};
+  Offset max{0};
+};
+
+struct VersionCount {
+  std::string version;  // "" when a response carried no X-App-Version
+  std::size_t responses = 0;
+};
+
+// From the first response of the newest version to the last response of the oldest one, over the
+// short requests (they show where *new* requests are routed; long ones finish late by design).
+// `end` before `start` means the versions never overlapped.
+struct SwitchOver {
+  std::string old_version;
+  std::string new_version;
+  Window window;
+};
+
+struct KindCounts {
+  std::size_t requests = 0;
+  std::size_t failed = 0;
+};
+
+struct Summary {
+  std::size_t requests = 0;
+  std::size_t failed = 0;
+  std::size_t cancelled = 0;
+  std::map<ErrorClass, std::size_t> failures_by_class;  // only classes that occurred
+  std::map<RequestKind, KindCounts> by_kind;
+  std::vector<VersionCount> versions;  // in order of first response
+  std::optional<SwitchOver> switch_over;
+
+  // The rollout window: the kRolloutStart..kRolloutEnd marks (a missing end means the end of the
+  // run); without marks, the switch-over window when the versions overlapped.
+  std::optional<Window> rollout;
+  std::string rollout_source;  // "marks", "switch-over" or ""
+  // Short requests overlapping the rollout window vs. all other short requests.
+  LatencyStats steady;
+  LatencyStats during_rollout;
+
+  // Long requests and streams that started before the rollout window: they must all complete.
+  KindCounts long_lived_before_rollout;
+  // Versions that answered requests started after the rollout window (should be the new one only).
+  std::vector<VersionCount> versions_after_rollout;
+
+  std::size_t connections_opened = 0;
+  std::size_t reused_requests = 0;
+  std::size_t server_closes = 0;       // responses with Connection: close
+  std::size_t stale_replacements = 0;  // kept-alive connections found closed before reuse
+};
+
+// Computes `p` (0 < p <= 100) by nearest rank: the smallest value with at least p% of the values at
+// or below it. Returns 0 for an empty input. Sorts `values`.
+[[nodiscard]] Offset nearest_rank_percentile(std::vector<Offset>& values, double p);
+
+struct RunInfo {
+  std::string url;
+  std::string host_header;
+  std::string started_at;  // UTC, RFC 3339, wall clock at Offset 0
+  Offset elapsed{0};       // until the last request ended
+  bool operator==(const RunInfo&) const = default;
+};
+
+class Report {
+ public:
+  Report() = default;
+  Report(RunInfo info, std::vector<Record> records, std::vector<Mark> marks);
+
+  [[nodiscard]] const RunInfo& info() const noexcept { return info_; }
+  [[nodiscard]] const std::vector<Record>& records() const noexcept { return records_; }
+  [[nodiscard]] const std::vector<Mark>& marks() const noexcept { return marks_; }
+  // First mark with that name.
+  [[nodiscard]] std::optional<Offset> mark(std::string_view name) const;
+
+  [[nodiscard]] Summary summary() const;
+  // Any failed request (cancelled ones excluded): a deploy must not pass.
+  [[nodiscard]] bool failed() const;
+  [[nodiscard]] std::vector<Record> failures() const;
+
+  // {"probe": RunInfo, "summary": ..., "marks": [...], "records": [...]}; from_json reads back
+  // everything but the summary, which is derived. from_json throws nlohmann::json::exception or
+  // std::invalid_argument on malformed input.
+  [[nodiscard]] nlohmann::json to_json() const;
+  [[nodiscard]] static Report from_json(const nlohmann::json& json);
+
+  // For people: totals, failures by class, versions, switch-over, latency, the first failures.
+  [[nodiscard]] std::string summary_text() const;
+
+  // Writes the gnuplot script next to `path` (same name, .gp; kept for re-drawing) and runs
+  // gnuplot to draw `path` (.png or .svg):
+  // responses per second by version with failures marked, and each request's latency over time.
+  // Throws ChartError; on failure `path` is not left half-written.
+  void write_chart(const std::filesystem::path& path) const;
+
+  bool operator==(const Report&) const = default;
+
+ private:
+  RunInfo info_;
+  std::vector<Record> records_;
+  std::vector<Mark> marks_;
+};
+
+// The gnuplot script write_chart runs, with the data inline (exposed for tests).
+[[nodiscard]] std::string chart_script(const Report& report, const std::filesystem::path& output);
+
+}  // namespace deployapps::probe
