@@ -23,6 +23,12 @@ import (
 
 var binary string
 
+// Persistent connections sending back-to-back requests, each pausing this long between them (like
+// a client doing a little work). At any instant some are idle on the server, so a drain that
+// closes idle connections at once, or before they were idle for a while, is caught every time.
+var pauses = []time.Duration{0, 1 * time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond,
+	5 * time.Millisecond, 8 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "go-app-test")
 	if err != nil {
@@ -212,8 +218,12 @@ func signalScenario(t *testing.T, env ...string) []string {
 			return
 		}
 		defer c.conn.Close()
-		if resp, body, err := c.roundTrip(http.MethodGet, "/?sleep=5000"); err != nil || resp.StatusCode != 200 || body != "Hi!" {
+		resp, body, err := c.roundTrip(http.MethodGet, "/?sleep=5000")
+		switch {
+		case err != nil || resp.StatusCode != 200 || body != "Hi!":
 			fail("5 s request: %v %q", err, body)
+		case !resp.Close:
+			fail("5 s request: answered during the drain without Connection: close")
 		}
 	})
 	wg.Go(func() {
@@ -229,7 +239,7 @@ func signalScenario(t *testing.T, env ...string) []string {
 		}
 	})
 	begin := time.Now()
-	for i := range 4 {
+	for i, pause := range pauses {
 		wg.Go(func() {
 			c, err := dial(p.addr)
 			if err != nil {
@@ -255,6 +265,7 @@ func signalScenario(t *testing.T, env ...string) []string {
 					fail("persistent connection %d: no Connection: close after 20 s", i)
 					return
 				}
+				time.Sleep(pause)
 			}
 		})
 	}
