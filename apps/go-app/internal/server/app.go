@@ -42,9 +42,10 @@ type App struct {
 	inflightMu sync.Mutex
 	inflight   map[*inflightRequest]struct{}
 
-	conns    *connTracker
-	srv      *http.Server
-	listener net.Listener
+	conns      *connTracker
+	srv        *http.Server
+	listenerMu sync.Mutex
+	listener   net.Listener
 }
 
 // inflightRequest is what a shutdown timeout reports as cut.
@@ -73,6 +74,13 @@ func New(cfg config.Config, logger *slog.Logger, hostname string) *App {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", a.metrics.handler())
 	a.handler = a.wrap(mux)
+	a.srv = &http.Server{
+		Handler:           a.handler,
+		ConnState:         a.conns.onState,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       serverIdleTime,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	return a
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,7 +50,7 @@ func TestSleepParameterSetsTheExactSleep(t *testing.T) {
 func TestRandomSleepStaysWithinSleepMax(t *testing.T) {
 	cfg := testConfig()
 	cfg.SleepMax = 40 * time.Millisecond
-	app := New(cfg, nil, "h")
+	app := New(cfg, slog.New(slog.DiscardHandler), "h")
 	seen := map[time.Duration]bool{}
 	for range 300 {
 		d, err := app.sleepFor(httptest.NewRequest(http.MethodGet, "/", nil))

@@ -122,19 +122,31 @@ func (t *connTracker) closeAll() int {
 
 // Serve serves HTTP on ln until the drain stops it; it returns nil after a drain.
 func (a *App) Serve(ln net.Listener) error {
-	a.srv = &http.Server{
-		Handler:           a.handler,
-		ConnState:         a.conns.onState,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       serverIdleTime,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	tracked := trackingListener{ln}
+	a.listenerMu.Lock()
+	if a.closing.Load() { // the drain began before Serve
+		a.listenerMu.Unlock()
+		_ = ln.Close()
+		return nil
 	}
-	a.listener = trackingListener{ln}
-	err := a.srv.Serve(a.listener)
+	a.listener = tracked
+	a.listenerMu.Unlock()
+	err := a.srv.Serve(tracked)
 	if a.closing.Load() {
 		return nil // the drain closed the listener
 	}
 	return err
+}
+
+// stopAccepting marks the drain as begun and closes the listener.
+func (a *App) stopAccepting() {
+	a.listenerMu.Lock()
+	a.closing.Store(true)
+	ln := a.listener
+	a.listenerMu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
 }
 
 // BeginShutdown turns readiness to 503. It is the first step after a signal.
@@ -157,10 +169,7 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) error {
 	case <-time.After(delay):
 	case <-ctx.Done():
 	}
-	a.closing.Store(true)
-	if a.listener != nil {
-		_ = a.listener.Close()
-	}
+	a.stopAccepting()
 	a.log.Info("shutdown: stopped accepting; draining connections")
 	ticker := time.NewTicker(drainPoll)
 	defer ticker.Stop()

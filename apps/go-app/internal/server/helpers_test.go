@@ -76,8 +76,7 @@ func startApp(t *testing.T, cfg config.Config) *testApp {
 	done := make(chan error, 1)
 	go func() { done <- app.Serve(ln) }()
 	t.Cleanup(func() {
-		app.closing.Store(true)
-		_ = ln.Close()
+		app.stopAccepting()
 		app.conns.closeAll()
 		<-done
 	})
