@@ -33,6 +33,11 @@ function boundedInt (query, name, lo, hi) {
   return Number(raw)
 }
 
+/** The sleep of GET|POST /: ?sleep=MS exactly, else a random whole number of ms in [0, sleepMaxMs]. */
+function pickSleepMs (query, sleepMaxMs) {
+  return boundedInt(query, 'sleep', 0, MAX_SLEEP_MS) ?? crypto.randomInt(sleepMaxMs + 1)
+}
+
 function requestId (req) {
   const given = req.headers['x-request-id']
   return typeof given === 'string' && given !== '' && given.length <= 200 ? given : crypto.randomBytes(16).toString('hex')
@@ -132,9 +137,7 @@ function buildApp (config, options = {}) {
   })
 
   async function hello (request, reply) {
-    const exact = boundedInt(request.query, 'sleep', 0, MAX_SLEEP_MS)
-    const ms = exact ?? crypto.randomInt(config.sleepMaxMs + 1)
-    await sleep(ms)
+    await sleep(pickSleepMs(request.query, config.sleepMaxMs))
     return reply.type('text/plain; charset=utf-8').send('Hi!')
   }
   app.get('/', hello)
@@ -207,4 +210,4 @@ function buildApp (config, options = {}) {
   return app
 }
 
-module.exports = { buildApp, APP_NAME }
+module.exports = { buildApp, pickSleepMs, APP_NAME }

@@ -65,6 +65,7 @@ test('idle connections get a grace before the drain closes them', async (t) => {
   const idle = await RawClient.connect(port)
   t.after(() => { reused.destroy(); idle.destroy() })
   for (const c of [reused, idle]) assert.equal((await c.roundTrip('GET', '/?sleep=0')).status, 200)
+  const idleSince = Date.now()
   const drained = app.drain(0)
   await sleep(IDLE_CLOSE_AFTER_MS / 3)
   // A client reusing its idle connection soon after the drain began gets an answer, not EOF.
@@ -73,7 +74,9 @@ test('idle connections get a grace before the drain closes them', async (t) => {
   assert.equal(res.body, 'Hi!')
   assert.equal(res.headers.connection, 'close')
   // A connection that stays idle is closed by the server, but not before the grace.
-  assert.equal(await idle.closedByServer(IDLE_CLOSE_AFTER_MS / 3), false, 'closed before the idle grace')
+  // The grace counts from the connection's last response; on a loaded machine little may be left.
+  const left = IDLE_CLOSE_AFTER_MS - (Date.now() - idleSince) - 100
+  if (left > 0) assert.equal(await idle.closedByServer(left), false, 'closed before the idle grace')
   assert.equal(await idle.closedByServer(5000), true, 'idle connection was not closed')
   await drained
 })

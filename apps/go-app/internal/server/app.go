@@ -46,6 +46,7 @@ type App struct {
 	srv        *http.Server
 	listenerMu sync.Mutex
 	listener   net.Listener
+	serveDone  chan struct{} // closed when Serve returns
 }
 
 // inflightRequest is what a shutdown timeout reports as cut.
@@ -57,12 +58,13 @@ type inflightRequest struct {
 // New builds the App. It is ready (readyz 200) as soon as it serves.
 func New(cfg config.Config, logger *slog.Logger, hostname string) *App {
 	a := &App{
-		cfg:      cfg,
-		log:      logger,
-		hostname: hostname,
-		metrics:  newMetrics(cfg.Version),
-		inflight: make(map[*inflightRequest]struct{}),
-		conns:    newConnTracker(),
+		cfg:       cfg,
+		log:       logger,
+		hostname:  hostname,
+		metrics:   newMetrics(cfg.Version),
+		inflight:  make(map[*inflightRequest]struct{}),
+		conns:     newConnTracker(),
+		serveDone: make(chan struct{}),
 	}
 	a.ready.Store(true)
 	mux := http.NewServeMux()

@@ -122,6 +122,7 @@ func (t *connTracker) closeAll() int {
 
 // Serve serves HTTP on ln until the drain stops it; it returns nil after a drain.
 func (a *App) Serve(ln net.Listener) error {
+	defer close(a.serveDone)
 	tracked := trackingListener{ln}
 	a.listenerMu.Lock()
 	if a.closing.Load() { // the drain began before Serve
@@ -170,6 +171,11 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) error {
 	case <-ctx.Done():
 	}
 	a.stopAccepting()
+	// Once Serve has returned, every connection it accepted has been reported to the tracker.
+	select {
+	case <-a.serveDone:
+	case <-ctx.Done():
+	}
 	a.log.Info("shutdown: stopped accepting; draining connections")
 	ticker := time.NewTicker(drainPoll)
 	defer ticker.Stop()

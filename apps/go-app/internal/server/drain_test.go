@@ -111,6 +111,7 @@ func TestDrainGivesIdleConnectionsAGraceBeforeClosingThem(t *testing.T) {
 			t.Fatalf("warm-up: %v", err)
 		}
 	}
+	idleSince := time.Now()
 	done := drainAsync(app, 10*time.Second, 0)
 	time.Sleep(idleCloseAfter / 3)
 	// A client reusing its idle connection soon after the drain began gets an answer, not EOF.
@@ -122,7 +123,8 @@ func TestDrainGivesIdleConnectionsAGraceBeforeClosingThem(t *testing.T) {
 		t.Fatalf("got %d %q close=%v, want 200 Hi! with Connection: close", resp.StatusCode, body, resp.Close)
 	}
 	// A connection that stays idle is closed by the server, but not before the grace.
-	if idle.closedByPeer(idleCloseAfter / 3) {
+	// The grace counts from the connection's last response; on a loaded machine little may be left.
+	if left := idleCloseAfter - time.Since(idleSince) - 100*time.Millisecond; left > 0 && idle.closedByPeer(left) {
 		t.Fatal("idle connection closed before the idle grace")
 	}
 	if !idle.closedByPeer(5 * time.Second) {
