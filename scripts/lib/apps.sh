@@ -12,6 +12,7 @@ readonly _DEPLOY_APPS_APPS_SH=1
 
 readonly NODE_VERSION="${NODE_VERSION:-22.23.5}"
 readonly NPM_VERSION="${NPM_VERSION:-10.9.9}"
+# shellcheck disable=SC2034  # used by the scripts that source this file
 readonly APPS=(go-app node-app)
 # Oldest runtimes the apps and their tests support (Fastify 5 needs Node 20; go.mod says 1.26, and
 # older Go >= 1.21 fetches that toolchain itself through GOTOOLCHAIN=auto).
