@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+)
+
+// drainAsync runs Drain in the background and returns its result channel.
+func drainAsync(app *testApp, timeout, delay time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- app.Drain(ctx, delay)
+	}()
+	return done
+}
+
+func waitDrain(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(20 * time.Second):
+		t.Fatal("drain did not finish")
+		return nil
+	}
+}
+
+func TestDrainServesNormallyDuringTheDelayThenStopsAccepting(t *testing.T) {
+	app := startApp(t, testConfig())
+	done := drainAsync(app, 10*time.Second, 700*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	resp, body, err := dialRaw(t, app.addr).roundTrip(http.MethodGet, "/?sleep=0")
+	if err != nil || resp.StatusCode != 200 || body != "Hi!" || resp.Close {
+		t.Fatalf("during the delay: %v %q close=%v, want a normal keep-alive 200", err, body, resp != nil && resp.Close)
+	}
+	if resp, _ := app.do(t, http.MethodGet, "/readyz", nil, nil); resp.StatusCode != 503 {
+		t.Fatalf("readyz during the delay: %d, want 503", resp.StatusCode)
+	}
+	if err := waitDrain(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", app.addr); err == nil {
+		c.Close()
+		t.Fatal("new connections are still accepted after the drain")
+	}
+}
+
+func TestDrainFinishesAcceptedRequestsWithConnectionClose(t *testing.T) {
+	app := startApp(t, testConfig())
+	conn := dialRaw(t, app.addr)
+	type result struct {
+		resp *http.Response
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, body, err := conn.roundTrip(http.MethodGet, "/?sleep=800")
+		got <- result{resp, body, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the request is running
+	done := drainAsync(app, 10*time.Second, 0)
+	r := <-got
+	if r.err != nil || r.resp.StatusCode != 200 || r.body != "Hi!" {
+		t.Fatalf("accepted request: %v %v %q", r.err, r.resp, r.body)
+	}
+	if !r.resp.Close {
+		t.Fatal("response finished during the drain lacks Connection: close")
+	}
+	if !conn.closedByPeer(3 * time.Second) {
+		t.Fatal("server kept the connection open after Connection: close")
+	}
+	if err := waitDrain(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDrainWaitsForStreams(t *testing.T) {
+	app := startApp(t, testConfig())
+	body := make(chan string, 1)
+	go func() {
+		_, b := app.do(t, http.MethodGet, "/stream?seconds=2", nil, nil)
+		body <- b
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := waitDrain(t, drainAsync(app, 10*time.Second, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-body:
+		if b != "line 1 of 2\nline 2 of 2\n" {
+			t.Fatalf("stream body %q", b)
+		}
+	default:
+		t.Fatal("drain returned before the stream finished")
+	}
+}
+
+func TestDrainGivesIdleConnectionsAGraceBeforeClosingThem(t *testing.T) {
+	app := startApp(t, testConfig())
+	reused, idle := dialRaw(t, app.addr), dialRaw(t, app.addr)
+	for _, c := range []*rawConn{reused, idle} {
+		if resp, _, err := c.roundTrip(http.MethodGet, "/?sleep=0"); err != nil || resp.Close {
+			t.Fatalf("warm-up: %v", err)
+		}
+	}
+	idleSince := time.Now()
+	done := drainAsync(app, 10*time.Second, 0)
+	time.Sleep(idleCloseAfter / 3)
+	// A client reusing its idle connection soon after the drain began gets an answer, not EOF.
+	resp, body, err := reused.roundTrip(http.MethodPost, "/?sleep=0")
+	if err != nil {
+		t.Fatalf("request on a recently idle connection failed: %v", err)
+	}
+	if resp.StatusCode != 200 || body != "Hi!" || !resp.Close {
+		t.Fatalf("got %d %q close=%v, want 200 Hi! with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	// A connection that stays idle is closed by the server, but not before the grace.
+	// The grace counts from the connection's last response; on a loaded machine little may be left.
+	if left := idleCloseAfter - time.Since(idleSince) - 100*time.Millisecond; left > 0 && idle.closedByPeer(left) {
+		t.Fatal("idle connection closed before the idle grace")
+	}
+	if !idle.closedByPeer(5 * time.Second) {
+		t.Fatal("idle connection was not closed")
+	}
+	if err := waitDrain(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDrainTimeoutCutsAndLogsRequests(t *testing.T) {
+	app := startApp(t, testConfig())
+	conn := dialRaw(t, app.addr)
+	errs := make(chan error, 1)
+	go func() {
+		_, _, err := conn.roundTrip(http.MethodGet, "/?sleep=5000")
+		errs <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := waitDrain(t, drainAsync(app, 300*time.Millisecond, 0)); !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("drain: %v, want ErrDrainTimeout", err)
+	}
+	if err := <-errs; err == nil {
+		t.Fatal("the cut request still got a response")
+	}
+	found := false
+	for _, line := range app.logs.lines(t) {
+		if line["msg"] == "shutdown timeout: cutting request" && line["path"] == "/" && line["method"] == "GET" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the cut request was not logged")
+	}
+}
+
+func TestPendingInputSeesUnreadBytes(t *testing.T) {
+	if _, err := os.Stat("/proc/self"); err != nil {
+		t.Skip("needs Linux")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	if pendingInput(server) {
+		t.Fatal("pending input on a silent connection")
+	}
+	if _, err := client.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !pendingInput(server) {
+		if time.Now().After(deadline) {
+			t.Fatal("unread bytes not seen")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

