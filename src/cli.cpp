@@ -58,7 +58,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
   app.add_option("--tag", options.tag,
                  "Image tag and app version (default: the git commit, -dirty when modified)");
   app.add_option("--set", options.set_values,
-                 "Override a manifest value, e.g. --set replicas=3 (repeatable)");
+                 "Override a manifest value, e.g. --set replicas=3 (repeatable)")
+      ->type_name("PATH=VALUE")
+      ->allow_extra_args(false);  // one value per --set; what follows is an APP
   auto* dry_run = app.add_flag("--dry-run", options.dry_run,
                                "Print the rendered manifests as YAML; no cluster is needed");
   auto* server_dry_run = app.add_flag(

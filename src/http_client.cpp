@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <limits>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -278,9 +279,10 @@ class HttpsClient::Impl {
       throw_network_error(fmt::format("{} {}", request.method, request.target), error, deadline);
     }
     // buffer_body hands over the body piece by piece; watches run for minutes and may carry
-    // more than the parser's default 8 MB limit in total, so the limit is lifted.
+    // more than the parser's default 8 MB limit in total, so the limit is lifted. (Not with
+    // boost::none: Boost 1.74 compares a Content-Length against the empty optional and fails.)
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
     const auto wait = [&] {
       set_expiry(stream, deadline.at_most(idle_timeout));
     };
@@ -502,8 +504,11 @@ class HttpsClient::Impl {
         (deadline.expired() && error == net::error::operation_aborted)) {
       throw TimeoutError(fmt::format("{} to {}:{} timed out", what, host_, port_));
     }
-    if (error.category() == net::error::get_ssl_category() ||
-        error == ssl::error::stream_truncated) {
+    if (error == ssl::error::stream_truncated) {
+      throw NetworkError(fmt::format("{} to {}:{}: the server closed the connection", what, host_,
+                                     port_));
+    }
+    if (error.category() == net::error::get_ssl_category()) {
       throw TlsError(fmt::format("{} to {}:{}: TLS error: {}", what, host_, port_,
                                  error.message()));
     }

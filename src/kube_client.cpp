@@ -231,6 +231,8 @@ ApiResponse KubeClient::request(const ApiRequest& request, Deadline deadline) {
       response = http_.send(http, deadline.at_most(options_.request_timeout));
     } catch (const NetworkError& error) {
       const auto wait = backoff(attempt);
+      // A TLS failure (an untrusted certificate, a rejected client certificate) will not go
+      // away by itself.
       if (!request.idempotent || attempt >= options_.max_retries ||
           deadline.remaining() <= wait || dynamic_cast<const TlsError*>(&error) != nullptr) {
         throw;

@@ -232,8 +232,8 @@ nlohmann::json render_values(const nlohmann::json& node, const Substituter& subs
   return node;
 }
 
-// Finds a "${" left in a rendered value (a placeholder in a key, or one values file referring to
-// another templated value). Returns its path for the error message.
+// Finds a "${" left in rendered values: a value that refers to another templated value. Returns
+// its path for the error message.
 std::optional<std::string> find_unrendered(const nlohmann::json& node, const std::string& path) {
   if (node.is_object()) {
     for (const auto& [key, item] : node.items()) {
@@ -450,16 +450,15 @@ std::vector<nlohmann::json> render_template_text(std::string_view text,
                                                  const nlohmann::json& values,
                                                  std::string_view source) {
   const Substituter substitute(values, std::string(source));
-  auto documents = parse_yaml_documents(
-      text, source, [&](const std::string& scalar, bool plain) { return substitute(scalar, plain); });
-  for (std::size_t i = 0; i < documents.size(); ++i) {
-    if (auto unrendered = find_unrendered(documents[i], "")) {
-      throw RenderError(fmt::format("{}: document {}: placeholder left at {} (placeholders are "
-                                    "only allowed in values, not in keys)",
-                                    source, i + 1, *unrendered));
-    }
+  try {
+    return parse_yaml_documents(text, source, [&](const std::string& scalar, bool plain) {
+      return substitute(scalar, plain);
+    });
+  } catch (const RenderError&) {
+    throw;
+  } catch (const UsageError& error) {
+    throw RenderError(error.what());
   }
-  return documents;
 }
 
 RenderedApp render_app(const Repository& repository, const RenderRequest& request) {

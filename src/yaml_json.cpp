@@ -184,6 +184,10 @@ nlohmann::json yaml_to_json(const YAML::Node& node, const ScalarHook& hook) {
         if (key == "<<") {
           throw UsageError("YAML merge keys (<<) are not supported" + where(entry.first));
         }
+        if (hook && hook(key, entry.first.Tag() == "?")) {
+          throw UsageError(fmt::format("placeholders are not allowed in map keys: \"{}\"{}", key,
+                                       where(entry.first)));
+        }
         if (object.contains(key)) {
           throw UsageError(fmt::format("duplicate key \"{}\"{}", key, where(entry.first)));
         }
