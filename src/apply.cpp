@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cctype>
-#include <fmt/format.h>
 #include <map>
 #include <set>
 
@@ -62,7 +62,8 @@ std::vector<PlannedObject> plan_objects(Discovery& discovery,
     }
     planned.path = object_path(planned.resource, planned.namespace_name, planned.name);
     if (!seen.insert(planned.path).second) {
-      throw RenderError(fmt::format("{}: {} is rendered twice", rendered.source, planned.display()));
+      throw RenderError(
+          fmt::format("{}: {} is rendered twice", rendered.source, planned.display()));
     }
     plan.push_back(std::move(planned));
   }
@@ -75,9 +76,8 @@ ApiResponse Applier::apply_one(const PlannedObject& object, bool dry_run, Deadli
   request.path = object.path;
   request.content_type = "application/apply-patch+yaml";  // JSON is YAML
   request.body = object.object;
-  request.query = {{"fieldManager", options_.field_manager},
-                   {"fieldValidation", "Strict"},
-                   {"force", "true"}};
+  request.query = {
+      {"fieldManager", options_.field_manager}, {"fieldValidation", "Strict"}, {"force", "true"}};
   if (dry_run) {
     request.query.emplace_back("dryRun", "All");
   }
@@ -89,8 +89,7 @@ ApiResponse Applier::apply_one(const PlannedObject& object, bool dry_run, Deadli
   return client_.request(request, deadline);
 }
 
-void Applier::check_pod_admission(const PlannedObject& workload,
-                                                        Deadline deadline) {
+void Applier::check_pod_admission(const PlannedObject& workload, Deadline deadline) {
   const auto& template_ = workload.object["spec"]["template"];
   json pod = {{"apiVersion", "v1"},
               {"kind", "Pod"},

@@ -3,8 +3,8 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -49,9 +49,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
   app.add_option("--env", options.environment,
                  "Environment whose values to use: local or production")
       ->transform(CLI::CheckedTransformer(
-          std::map<std::string, Environment>{{"local", Environment::kLocal},
-                                             {"production", Environment::kProduction}},
-          CLI::ignore_case)
+                      std::map<std::string, Environment>{{"local", Environment::kLocal},
+                                                         {"production", Environment::kProduction}},
+                      CLI::ignore_case)
                       .description(""))
       ->type_name("ENV")
       ->default_str("local");
@@ -67,8 +67,7 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
       "--server-dry-run", options.server_dry_run,
       "Validate against the cluster (dryRun=All: real schemas and admission); change nothing");
   dry_run->excludes(server_dry_run);
-  app.add_option("--timeout", options.timeout,
-                 "Deadline for the whole command, e.g. 90s, 5m, 1h")
+  app.add_option("--timeout", options.timeout, "Deadline for the whole command, e.g. 90s, 5m, 1h")
       ->type_name("DURATION")
       ->check([](const std::string& text) {
         try {
@@ -83,9 +82,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                "More logging on stderr: -v info, -vv debug, -vvv trace");
   app.add_option("-o,--output", options.output, "Output format: text, or json for CI")
       ->transform(CLI::CheckedTransformer(
-          std::map<std::string, OutputFormat>{{"text", OutputFormat::kText},
-                                              {"json", OutputFormat::kJson}},
-          CLI::ignore_case)
+                      std::map<std::string, OutputFormat>{{"text", OutputFormat::kText},
+                                                          {"json", OutputFormat::kJson}},
+                      CLI::ignore_case)
                       .description(""))
       ->type_name("FORMAT")
       ->default_str("text");

@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <fmt/format.h>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
@@ -18,7 +18,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string bearer(std::string_view token) { return fmt::format("Bearer {}", token); }
+std::string bearer(std::string_view token) {
+  return fmt::format("Bearer {}", token);
+}
 
 class StaticCredentialSource : public CredentialSource {
  public:
@@ -192,9 +194,10 @@ Credential ExecCredentialSource::run_plugin(Deadline deadline) {
   }
   const auto returned_version = output.value("apiVersion", "");
   if (returned_version != exec_.api_version) {
-    throw fail(fmt::format("exec plugin is configured to use API version {}, plugin returned "
-                           "version {}",
-                           exec_.api_version, returned_version));
+    throw fail(
+        fmt::format("exec plugin is configured to use API version {}, plugin returned "
+                    "version {}",
+                    exec_.api_version, returned_version));
   }
   const auto status = output.find("status");
   if (status == output.end() || !status->is_object()) {

@@ -136,9 +136,9 @@ void DeployCommand::prepare() {
                                                  : default_repo_root(environment_));
   if (options_.apps.empty()) {
     const auto known = repository.app_names();
-    throw UsageError(fmt::format("no app given; known apps: {}",
-                                 known.empty() ? std::string("none")
-                                               : fmt::format("{}", fmt::join(known, ", "))));
+    throw UsageError(fmt::format(
+        "no app given; known apps: {}",
+        known.empty() ? std::string("none") : fmt::format("{}", fmt::join(known, ", "))));
   }
   std::set<std::string> seen;
   for (const auto& app : options_.apps) {

@@ -2,8 +2,8 @@
 
 #include <openssl/evp.h>
 
-#include <cctype>
 #include <fmt/format.h>
+#include <cctype>
 
 namespace deployapps {
 

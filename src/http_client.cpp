@@ -6,8 +6,9 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <fmt/format.h>
+#include <strings.h>
 #include <array>
-#include <limits>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,8 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <fmt/format.h>
-#include <strings.h>
+#include <limits>
 
 #include "deployapps/errors.hpp"
 
@@ -72,9 +72,10 @@ ssl::context make_ssl_context(const TlsOptions& tls) {
       // A fresh context trusts nothing, so only this CA is trusted (as client-go does).
       context.add_certificate_authority(net::buffer(*tls.ca_pem), error);
       if (error) {
-        throw ConfigError(fmt::format("certificate authority from {} is not a valid PEM "
-                                      "certificate: {}",
-                                      tls.ca_source, error.message()));
+        throw ConfigError(
+            fmt::format("certificate authority from {} is not a valid PEM "
+                        "certificate: {}",
+                        tls.ca_source, error.message()));
       }
     } else {
       context.set_default_verify_paths(error);
@@ -89,8 +90,7 @@ ssl::context make_ssl_context(const TlsOptions& tls) {
     if (error) {
       throw ConfigError("client certificate is not a valid PEM certificate: " + error.message());
     }
-    context.use_private_key(net::buffer(tls.client_certificate->key_pem), ssl::context::pem,
-                            error);
+    context.use_private_key(net::buffer(tls.client_certificate->key_pem), ssl::context::pem, error);
     if (error) {
       throw ConfigError("client key is not a valid PEM private key: " + error.message());
     }
@@ -101,18 +101,20 @@ ssl::context make_ssl_context(const TlsOptions& tls) {
 // Explains a failed certificate verification in words a user can act on.
 std::string explain_verify_failure(long result, const std::string& name, const TlsOptions& tls) {
   const std::string what = X509_verify_cert_error_string(result);
-  const std::string trusted =
-      tls.ca_pem ? fmt::format("the certificate authority from {}", tls.ca_source)
-                 : std::string("the system's trusted certificates");
+  const std::string trusted = tls.ca_pem
+                                  ? fmt::format("the certificate authority from {}", tls.ca_source)
+                                  : std::string("the system's trusted certificates");
   switch (result) {
     case X509_V_ERR_HOSTNAME_MISMATCH:
-      return fmt::format("{}: the server's certificate is not valid for the name \"{}\" (set "
-                         "tls-server-name to a name the certificate has)",
-                         what, name);
+      return fmt::format(
+          "{}: the server's certificate is not valid for the name \"{}\" (set "
+          "tls-server-name to a name the certificate has)",
+          what, name);
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-      return fmt::format("{}: the server's certificate has no IP address SAN {} (set "
-                         "tls-server-name to a name the certificate has)",
-                         what, name);
+      return fmt::format(
+          "{}: the server's certificate has no IP address SAN {} (set "
+          "tls-server-name to a name the certificate has)",
+          what, name);
     case X509_V_ERR_CERT_HAS_EXPIRED:
       return fmt::format("{}: the server's certificate is past its notAfter date", what);
     case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -133,9 +135,8 @@ std::string explain_verify_failure(long result, const std::string& name, const T
 template <class Start>
 beast::error_code run_operation(net::io_context& context, Start&& start) {
   beast::error_code result = net::error::would_block;
-  std::forward<Start>(start)([&result](beast::error_code error, auto&&... /*ignored*/) {
-    result = error;
-  });
+  std::forward<Start>(start)(
+      [&result](beast::error_code error, auto&&... /*ignored*/) { result = error; });
   context.restart();
   context.run();
   return result;
@@ -170,8 +171,8 @@ class LineSplitter {
       if (newline == std::string_view::npos) {
         pending_.append(input);
         if (pending_.size() > kMaxStreamLineBytes) {
-          throw NetworkError(fmt::format("a streamed line is longer than {} bytes",
-                                         kMaxStreamLineBytes));
+          throw NetworkError(
+              fmt::format("a streamed line is longer than {} bytes", kMaxStreamLineBytes));
         }
         return true;
       }
@@ -212,9 +213,10 @@ class HttpsClient::Impl {
         verify_name_(tls_.server_name.empty() ? host_ : tls_.server_name),
         ssl_context_(make_ssl_context(tls_)) {
     if (tls_.insecure_skip_verify) {
-      spdlog::warn("TLS verification is OFF for {}:{} (insecure-skip-tls-verify): anyone on the "
-                   "network path can impersonate the API server",
-                   host_, port_);
+      spdlog::warn(
+          "TLS verification is OFF for {}:{} (insecure-skip-tls-verify): anyone on the "
+          "network path can impersonate the API server",
+          host_, port_);
     }
   }
 
@@ -253,8 +255,7 @@ class HttpsClient::Impl {
           spdlog::debug("kept-alive connection to {}:{} was closed; reconnecting", host_, port_);
           continue;
         }
-        throw_network_error(fmt::format("{} {}", request.method, request.target), error,
-                            deadline);
+        throw_network_error(fmt::format("{} {}", request.method, request.target), error, deadline);
       }
       auto response = parser.release();
       if (!response.keep_alive()) {
@@ -272,9 +273,8 @@ class HttpsClient::Impl {
     auto& stream = connection->stream;
     auto message = to_beast(request);
     set_expiry(stream, deadline);
-    auto error = run_operation(context_, [&](auto handler) {
-      http::async_write(stream, message, std::move(handler));
-    });
+    auto error = run_operation(
+        context_, [&](auto handler) { http::async_write(stream, message, std::move(handler)); });
     if (error) {
       throw_network_error(fmt::format("{} {}", request.method, request.target), error, deadline);
     }
@@ -283,9 +283,7 @@ class HttpsClient::Impl {
     // boost::none: Boost 1.74 compares a Content-Length against the empty optional and fails.)
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    const auto wait = [&] {
-      set_expiry(stream, deadline.at_most(idle_timeout));
-    };
+    const auto wait = [&] { set_expiry(stream, deadline.at_most(idle_timeout)); };
     wait();
     error = run_operation(context_, [&](auto handler) {
       http::async_read_header(stream, connection->buffer, parser, std::move(handler));
@@ -409,7 +407,8 @@ class HttpsClient::Impl {
       }
       if (result != X509_V_OK && !tls_.insecure_skip_verify) {
         throw TlsError(fmt::format("TLS handshake with {}:{} failed: certificate verify failed: {}",
-                                   host_, port_, explain_verify_failure(result, verify_name_, tls_)));
+                                   host_, port_,
+                                   explain_verify_failure(result, verify_name_, tls_)));
       }
       throw TlsError(
           fmt::format("TLS handshake with {}:{} failed: {}", host_, port_, error.message()));
@@ -439,14 +438,14 @@ class HttpsClient::Impl {
         }
       });
     }
-    resolver.async_resolve(host_, port_,
-                           [&](beast::error_code resolve_error, tcp::resolver::results_type results) {
-                             timer.cancel();
-                             error = resolve_error;
-                             for (const auto& entry : results) {
-                               endpoints.push_back(entry.endpoint());
-                             }
-                           });
+    resolver.async_resolve(
+        host_, port_, [&](beast::error_code resolve_error, tcp::resolver::results_type results) {
+          timer.cancel();
+          error = resolve_error;
+          for (const auto& entry : results) {
+            endpoints.push_back(entry.endpoint());
+          }
+        });
     context_.restart();
     context_.run();
     if (timed_out) {
@@ -461,9 +460,8 @@ class HttpsClient::Impl {
   void shutdown(Connection& connection) {
     set_expiry(connection.stream, Deadline::after(kShutdownTimeout));
     // The server may already have gone; only the goodbye is skipped then.
-    (void)run_operation(context_, [&](auto handler) {
-      connection.stream.async_shutdown(std::move(handler));
-    });
+    (void)run_operation(
+        context_, [&](auto handler) { connection.stream.async_shutdown(std::move(handler)); });
     beast::error_code ignored;
     beast::get_lowest_layer(connection.stream).socket().close(ignored);
   }
@@ -474,9 +472,9 @@ class HttpsClient::Impl {
     message.target(request.target);
     message.version(11);
     const bool ipv6 = host_.find(':') != std::string::npos;
-    message.set(http::field::host,
-                port_ == "443" ? host_ : fmt::format("{}{}{}:{}", ipv6 ? "[" : "", host_,
-                                                      ipv6 ? "]" : "", port_));
+    message.set(http::field::host, port_ == "443" ? host_
+                                                  : fmt::format("{}{}{}:{}", ipv6 ? "[" : "", host_,
+                                                                ipv6 ? "]" : "", port_));
     for (const auto& header : request.headers) {
       message.set(header.name, header.value);
     }
@@ -505,12 +503,12 @@ class HttpsClient::Impl {
       throw TimeoutError(fmt::format("{} to {}:{} timed out", what, host_, port_));
     }
     if (error == ssl::error::stream_truncated) {
-      throw NetworkError(fmt::format("{} to {}:{}: the server closed the connection", what, host_,
-                                     port_));
+      throw NetworkError(
+          fmt::format("{} to {}:{}: the server closed the connection", what, host_, port_));
     }
     if (error.category() == net::error::get_ssl_category()) {
-      throw TlsError(fmt::format("{} to {}:{}: TLS error: {}", what, host_, port_,
-                                 error.message()));
+      throw TlsError(
+          fmt::format("{} to {}:{}: TLS error: {}", what, host_, port_, error.message()));
     }
     throw NetworkError(fmt::format("{} to {}:{} failed: {}", what, host_, port_, error.message()));
   }
@@ -518,8 +516,8 @@ class HttpsClient::Impl {
   [[noreturn]] void throw_stream_error(const HttpRequest& request, const beast::error_code& error,
                                        Duration idle_timeout, Deadline deadline) const {
     if (error == beast::error::timeout && !deadline.expired()) {
-      throw TimeoutError(fmt::format("stream {} from {}:{}: no data for {}", request.target,
-                                     host_, port_, format_duration(idle_timeout)));
+      throw TimeoutError(fmt::format("stream {} from {}:{}: no data for {}", request.target, host_,
+                                     port_, format_duration(idle_timeout)));
     }
     throw_network_error(fmt::format("stream {}", request.target), error, deadline);
   }
@@ -553,7 +551,9 @@ void HttpsClient::set_client_certificate(std::optional<ClientCertificate> certif
   impl_->set_client_certificate(std::move(certificate));
 }
 
-void HttpsClient::close() { impl_->close(); }
+void HttpsClient::close() {
+  impl_->close();
+}
 
 std::size_t HttpsClient::connections_opened() const noexcept {
   return impl_->connections_opened();

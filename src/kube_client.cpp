@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <thread>
 
 #include "deployapps/encoding.hpp"
@@ -130,7 +130,8 @@ ApiError make_api_error(unsigned status, std::string_view reason_phrase, std::st
     message = reason.empty() ? fmt::format("HTTP {}", status) : reason;
   }
   std::vector<StatusCause> causes;
-  if (const auto details = parsed.find("details"); details != parsed.end() && details->is_object()) {
+  if (const auto details = parsed.find("details");
+      details != parsed.end() && details->is_object()) {
     if (const auto list = details->find("causes"); list != details->end() && list->is_array()) {
       for (const auto& cause : *list) {
         if (cause.is_object()) {
@@ -156,13 +157,15 @@ ApiError make_api_error(unsigned status, std::string_view reason_phrase, std::st
   std::string hint;
   if (status == 401) {
     hint = "\n  (the API server did not accept the credentials; check the kubeconfig user)";
-  } else if (status == 409 && reason == "Conflict" && message.find("Apply failed") != std::string::npos) {
-    hint = "\n  (another field manager owns these fields; deploy-apps applies with force, so this "
-           "means the object changed while applying: run it again)";
+  } else if (status == 409 && reason == "Conflict" &&
+             message.find("Apply failed") != std::string::npos) {
+    hint =
+        "\n  (another field manager owns these fields; deploy-apps applies with force, so this "
+        "means the object changed while applying: run it again)";
   }
-  return ApiError(fmt::format("{}{} (HTTP {} {}){}{}", prefix, message, status, reason, detail,
-                              hint),
-                  status, reason, std::move(causes));
+  return ApiError(
+      fmt::format("{}{} (HTTP {} {}){}{}", prefix, message, status, reason, detail, hint), status,
+      reason, std::move(causes));
 }
 
 KubeClient::KubeClient(RestConfig config, ClientOptions options)
@@ -180,7 +183,9 @@ KubeClient::KubeClient(RestConfig config, std::unique_ptr<CredentialSource> cred
   }
 }
 
-std::size_t KubeClient::connections_opened() const noexcept { return http_.connections_opened(); }
+std::size_t KubeClient::connections_opened() const noexcept {
+  return http_.connections_opened();
+}
 
 HttpRequest KubeClient::build(const ApiRequest& request, Deadline deadline) {
   const auto credential = credentials_->get(deadline);
@@ -219,9 +224,8 @@ Duration KubeClient::backoff(int attempt) {
 }
 
 ApiResponse KubeClient::request(const ApiRequest& request, Deadline deadline) {
-  const auto what = request.description.empty()
-                        ? fmt::format("{} {}", request.method, request.path)
-                        : request.description;
+  const auto what = request.description.empty() ? fmt::format("{} {}", request.method, request.path)
+                                                : request.description;
   for (int attempt = 0;; ++attempt) {
     const auto started = Clock::now();
     HttpResponse response;
@@ -233,8 +237,8 @@ ApiResponse KubeClient::request(const ApiRequest& request, Deadline deadline) {
       const auto wait = backoff(attempt);
       // A TLS failure (an untrusted certificate, a rejected client certificate) will not go
       // away by itself.
-      if (!request.idempotent || attempt >= options_.max_retries ||
-          deadline.remaining() <= wait || dynamic_cast<const TlsError*>(&error) != nullptr) {
+      if (!request.idempotent || attempt >= options_.max_retries || deadline.remaining() <= wait ||
+          dynamic_cast<const TlsError*>(&error) != nullptr) {
         throw;
       }
       spdlog::warn("{}: {}; retrying in {}", what, error.what(), format_duration(wait));

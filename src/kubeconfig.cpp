@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -179,7 +179,8 @@ KubeconfigUser parse_user(const json& entry, const fs::path& file, const std::st
   if (const auto* exec = fields.find("exec"); exec != nullptr && !exec->is_null()) {
     user.exec = parse_exec(*exec, file, where);
   }
-  if (const auto* provider = fields.find("auth-provider"); provider != nullptr && !provider->is_null()) {
+  if (const auto* provider = fields.find("auth-provider");
+      provider != nullptr && !provider->is_null()) {
     user.auth_provider = Fields(*provider, where + ": auth-provider").string("name");
     if (user.auth_provider.empty()) {
       user.auth_provider = "(unnamed)";
@@ -234,7 +235,8 @@ std::string describe_files(const Kubeconfig& config) {
   for (const auto& file : config.files) {
     files.push_back(file.string());
   }
-  return files.empty() ? std::string("no kubeconfig file") : fmt::format("{}", fmt::join(files, ":"));
+  return files.empty() ? std::string("no kubeconfig file")
+                       : fmt::format("{}", fmt::join(files, ":"));
 }
 
 void apply_cluster(RestConfig& rest, const KubeconfigCluster& cluster, const std::string& name) {
@@ -243,9 +245,10 @@ void apply_cluster(RestConfig& rest, const KubeconfigCluster& cluster, const std
   }
   parse_server_url(rest, cluster.server);
   if (!cluster.proxy_url.empty()) {
-    throw ConfigError(fmt::format("cluster \"{}\" sets proxy-url, which deploy-apps does not "
-                                  "support; connect directly or through a tunnel",
-                                  name));
+    throw ConfigError(
+        fmt::format("cluster \"{}\" sets proxy-url, which deploy-apps does not "
+                    "support; connect directly or through a tunnel",
+                    name));
   }
   const bool has_ca_file = !cluster.certificate_authority.empty();
   const bool has_ca_data = !cluster.certificate_authority_data.empty();
@@ -295,9 +298,9 @@ void validate_exec(ExecConfig& exec, const std::string& user_name) {
     throw ConfigError(fmt::format("user \"{}\": exec needs a command", user_name));
   }
   if (exec.api_version != kExecV1 && exec.api_version != kExecV1beta1) {
-    throw ConfigError(fmt::format(
-        "user \"{}\": exec apiVersion \"{}\" is not supported (use {} or {})", user_name,
-        exec.api_version, kExecV1, kExecV1beta1));
+    throw ConfigError(
+        fmt::format("user \"{}\": exec apiVersion \"{}\" is not supported (use {} or {})",
+                    user_name, exec.api_version, kExecV1, kExecV1beta1));
   }
   if (exec.interactive_mode.empty()) {
     if (exec.api_version == kExecV1) {
@@ -324,8 +327,8 @@ void apply_user(RestConfig& rest, const KubeconfigUser& user, const std::string&
   }
   const auto both = [&](bool a, bool b, const char* file_key, const char* data_key) {
     if (a && b) {
-      throw ConfigError(fmt::format("user \"{}\" sets both {} and {}; keep one", name, file_key,
-                                    data_key));
+      throw ConfigError(
+          fmt::format("user \"{}\" sets both {} and {}; keep one", name, file_key, data_key));
     }
   };
   const bool cert_file = !user.client_certificate.empty();
@@ -385,7 +388,8 @@ std::vector<fs::path> split_kubeconfig_list(std::string_view value) {
   std::size_t start = 0;
   while (start <= value.size()) {
     const auto colon = value.find(':', start);
-    const auto entry = value.substr(start, colon == std::string_view::npos ? value.npos : colon - start);
+    const auto entry =
+        value.substr(start, colon == std::string_view::npos ? value.npos : colon - start);
     if (!entry.empty()) {
       fs::path path{std::string(entry)};
       if (std::find(files.begin(), files.end(), path) == files.end()) {
@@ -468,8 +472,8 @@ void parse_server_url(RestConfig& config, const std::string& server) {
       port = std::string(authority.substr(colon + 1));
     }
   }
-  if (host.empty() || port.empty() ||
-      port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5) {
+  if (host.empty() || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5) {
     throw ConfigError(fmt::format("server \"{}\": malformed host or port", server));
   }
   config.server = server;
@@ -494,8 +498,9 @@ RestConfig resolve_context(const Kubeconfig& config,
   const auto& ctx = context->second;
   const auto cluster = config.clusters.find(ctx.cluster);
   if (cluster == config.clusters.end()) {
-    throw ConfigError(fmt::format("context \"{}\" refers to cluster \"{}\", which {} does not define",
-                                  name, ctx.cluster, describe_files(config)));
+    throw ConfigError(
+        fmt::format("context \"{}\" refers to cluster \"{}\", which {} does not define", name,
+                    ctx.cluster, describe_files(config)));
   }
   RestConfig rest;
   rest.context_name = name;
@@ -504,8 +509,9 @@ RestConfig resolve_context(const Kubeconfig& config,
   if (!ctx.user.empty()) {
     const auto user = config.users.find(ctx.user);
     if (user == config.users.end()) {
-      throw ConfigError(fmt::format("context \"{}\" refers to user \"{}\", which {} does not define",
-                                    name, ctx.user, describe_files(config)));
+      throw ConfigError(
+          fmt::format("context \"{}\" refers to user \"{}\", which {} does not define", name,
+                      ctx.user, describe_files(config)));
     }
     apply_user(rest, user->second, ctx.user);
   }

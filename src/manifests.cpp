@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -81,8 +81,8 @@ void layer_values(nlohmann::json& values, nlohmann::json layer, Environment envi
     }
     for (const auto& [name, block] : it->items()) {
       if (name != "local" && name != "production") {
-        throw RenderError(fmt::format(
-            "{}: unknown environment \"{}\" (known: local, production)", source, name));
+        throw RenderError(
+            fmt::format("{}: unknown environment \"{}\" (known: local, production)", source, name));
       }
       if (name == environment_name(environment)) {
         if (!block.is_null() && !block.is_object()) {
@@ -124,7 +124,8 @@ void set_path(nlohmann::json& values, std::string_view path, nlohmann::json valu
   std::size_t start = 0;
   for (;;) {
     const auto dot = path.find('.', start);
-    const std::string key(path.substr(start, dot == std::string_view::npos ? path.npos : dot - start));
+    const std::string key(
+        path.substr(start, dot == std::string_view::npos ? path.npos : dot - start));
     if (!node->is_object()) {
       *node = nlohmann::json::object();
     }
@@ -167,9 +168,9 @@ class Substituter {
         }
         const auto value = value_at(text.substr(i + 2, close - i - 2));
         if (value.is_structured()) {
-          throw RenderError(fmt::format(
-              "{}: ${{{}}} is a map or list and cannot be part of the string \"{}\"", source_,
-              text.substr(i + 2, close - i - 2), text));
+          throw RenderError(
+              fmt::format("{}: ${{{}}} is a map or list and cannot be part of the string \"{}\"",
+                          source_, text.substr(i + 2, close - i - 2), text));
         }
         out += value.is_string() ? value.get<std::string>() : value.dump();
         i = close + 1;
@@ -191,8 +192,8 @@ class Substituter {
     }
     const auto* value = lookup(values_, path);
     if (value == nullptr) {
-      throw RenderError(fmt::format("{}: ${{{}}} has no value (not in any values file)", source_,
-                                    path));
+      throw RenderError(
+          fmt::format("{}: ${{{}}} has no value (not in any values file)", source_, path));
     }
     if (value->is_null()) {
       throw RenderError(fmt::format(
@@ -339,8 +340,8 @@ void add_builtins(nlohmann::json& values, const RenderRequest& request) {
 void validate_values(const nlohmann::json& values) {
   // Zero-downtime rollouts and the PodDisruptionBudget need a second pod to fall back on.
   if (require_int(values, "replicas") < 2) {
-    throw RenderError(fmt::format("replicas must be at least 2 (got {})",
-                                  require_int(values, "replicas")));
+    throw RenderError(
+        fmt::format("replicas must be at least 2 (got {})", require_int(values, "replicas")));
   }
 }
 
@@ -355,8 +356,8 @@ void add_labels(nlohmann::json& object, const nlohmann::json& labels) {
     metadata["labels"] = merged;
   };
   merge_into(object["metadata"]);
-  if (object.contains("spec") && object["spec"].is_object() && object["spec"].contains("template") &&
-      object["spec"]["template"].is_object()) {
+  if (object.contains("spec") && object["spec"].is_object() &&
+      object["spec"].contains("template") && object["spec"]["template"].is_object()) {
     merge_into(object["spec"]["template"]["metadata"]);
   }
 }
@@ -398,10 +399,10 @@ AppDefinition Repository::app(std::string_view name) const {
   const auto names = app_names();
   if (std::find(names.begin(), names.end(), name) == names.end()) {
     if (names.empty()) {
-      throw UsageError(fmt::format(
-          "unknown app \"{}\": no apps found in {} (an app is apps/<name>/ plus "
-          "manifests/<name>/values.yaml)",
-          name, root_.string()));
+      throw UsageError(
+          fmt::format("unknown app \"{}\": no apps found in {} (an app is apps/<name>/ plus "
+                      "manifests/<name>/values.yaml)",
+                      name, root_.string()));
     }
     throw UsageError(
         fmt::format("unknown app \"{}\"; known apps: {}", name, fmt::join(names, ", ")));
@@ -409,19 +410,24 @@ AppDefinition Repository::app(std::string_view name) const {
   return AppDefinition{std::string(name), root_ / "apps" / name, root_ / "manifests" / name};
 }
 
-fs::path Repository::shared_values_file() const { return root_ / "manifests" / kValuesFile; }
+fs::path Repository::shared_values_file() const {
+  return root_ / "manifests" / kValuesFile;
+}
 
-fs::path Repository::shared_templates_dir() const { return root_ / "manifests" / kTemplatesDir; }
+fs::path Repository::shared_templates_dir() const {
+  return root_ / "manifests" / kTemplatesDir;
+}
 
 ValueOverride parse_value_override(std::string_view text) {
   const auto equals = text.find('=');
   if (equals == std::string_view::npos || equals == 0) {
-    throw UsageError(fmt::format("invalid --set \"{}\": expected path=value, e.g. replicas=3", text));
+    throw UsageError(
+        fmt::format("invalid --set \"{}\": expected path=value, e.g. replicas=3", text));
   }
   std::string path(text.substr(0, equals));
   if (!std::regex_match(path, placeholder_path_pattern())) {
-    throw UsageError(fmt::format("invalid --set path \"{}\": use dotted keys, e.g. image.registry",
-                                 path));
+    throw UsageError(
+        fmt::format("invalid --set path \"{}\": use dotted keys, e.g. image.registry", path));
   }
   const auto raw = text.substr(equals + 1);
   nlohmann::json value = "";
@@ -506,8 +512,8 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
   const auto own = template_files(definition.manifest_dir / kTemplatesDir);
   files.insert(files.end(), own.begin(), own.end());
   if (files.empty()) {
-    throw RenderError(fmt::format("no templates found in {}",
-                                  repository.shared_templates_dir().string()));
+    throw RenderError(
+        fmt::format("no templates found in {}", repository.shared_templates_dir().string()));
   }
   for (const auto& file : files) {
     const auto source = fs::relative(file, repository.root()).string();
@@ -515,8 +521,8 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
       if (!object.is_object() || !object.value("apiVersion", nlohmann::json()).is_string() ||
           !object.value("kind", nlohmann::json()).is_string() || !object.contains("metadata") ||
           !object["metadata"].value("name", nlohmann::json()).is_string()) {
-        throw RenderError(fmt::format(
-            "{}: every document must have apiVersion, kind and metadata.name", source));
+        throw RenderError(
+            fmt::format("{}: every document must have apiVersion, kind and metadata.name", source));
       }
       add_labels(object, values["labels"]);
       rendered.objects.push_back(RenderedObject{std::move(object), source});
@@ -532,14 +538,31 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
 int apply_rank(std::string_view kind) noexcept {
   // Dependencies first: the namespace, then what pods use, then workloads, then their routes
   // (the order Helm installs in).
-  static constexpr std::array<std::string_view, 25> kOrder = {
-      "Namespace",   "NetworkPolicy", "ResourceQuota", "LimitRange",
-      "PodDisruptionBudget", "ServiceAccount", "Secret", "ConfigMap",
-      "StorageClass", "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole",
-      "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-      "DaemonSet", "Pod", "ReplicaSet", "Deployment",
-      "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob",
-      "Ingress"};
+  static constexpr std::array<std::string_view, 25> kOrder = {"Namespace",
+                                                              "NetworkPolicy",
+                                                              "ResourceQuota",
+                                                              "LimitRange",
+                                                              "PodDisruptionBudget",
+                                                              "ServiceAccount",
+                                                              "Secret",
+                                                              "ConfigMap",
+                                                              "StorageClass",
+                                                              "PersistentVolumeClaim",
+                                                              "CustomResourceDefinition",
+                                                              "ClusterRole",
+                                                              "ClusterRoleBinding",
+                                                              "Role",
+                                                              "RoleBinding",
+                                                              "Service",
+                                                              "DaemonSet",
+                                                              "Pod",
+                                                              "ReplicaSet",
+                                                              "Deployment",
+                                                              "HorizontalPodAutoscaler",
+                                                              "StatefulSet",
+                                                              "Job",
+                                                              "CronJob",
+                                                              "Ingress"};
   for (std::size_t i = 0; i < kOrder.size(); ++i) {
     if (kOrder[i] == kind) {
       return static_cast<int>(i);

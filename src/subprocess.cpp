@@ -7,11 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <map>
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in any header
@@ -176,7 +176,8 @@ ProcessResult run_process(const ProcessOptions& options) {
 
   ProcessResult result;
   std::vector<OutputStream> streams;
-  streams.push_back(OutputStream{out_pipe.read_end(), &result.stdout_text, &options.on_stdout_line, {}});
+  streams.push_back(
+      OutputStream{out_pipe.read_end(), &result.stdout_text, &options.on_stdout_line, {}});
   if (err_pipe) {
     streams.push_back(
         OutputStream{err_pipe->read_end(), &result.stderr_text, &options.on_stderr_line, {}});
@@ -209,8 +210,8 @@ ProcessResult run_process(const ProcessOptions& options) {
       if (stream.fd < 0) {
         continue;
       }
-      const auto it = std::find_if(fds.begin(), fds.end(),
-                                   [&](const pollfd& p) { return p.fd == stream.fd; });
+      const auto it =
+          std::find_if(fds.begin(), fds.end(), [&](const pollfd& p) { return p.fd == stream.fd; });
       if (it == fds.end() || it->revents == 0) {
         continue;
       }

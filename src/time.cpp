@@ -1,9 +1,9 @@
 #include "deployapps/time.hpp"
 
+#include <fmt/format.h>
 #include <cctype>
 #include <cstdint>
 #include <ctime>
-#include <fmt/format.h>
 
 #include "deployapps/errors.hpp"
 
@@ -14,8 +14,7 @@ Duration Deadline::remaining() const {
     return Duration::max();
   }
   const auto left = when_ - Clock::now();
-  return left <= Clock::duration::zero() ? Duration::zero()
-                                          : std::chrono::ceil<Duration>(left);
+  return left <= Clock::duration::zero() ? Duration::zero() : std::chrono::ceil<Duration>(left);
 }
 
 Deadline Deadline::at_most(Duration duration) const {

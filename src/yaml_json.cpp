@@ -2,10 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <fmt/format.h>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <limits>
 #include <regex>
 

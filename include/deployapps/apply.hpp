@@ -67,7 +67,8 @@ struct ApplyOptions {
 
 class Applier {
  public:
-  Applier(KubeClient& client, ApplyOptions options) : client_(client), options_(std::move(options)) {}
+  Applier(KubeClient& client, ApplyOptions options)
+      : client_(client), options_(std::move(options)) {}
 
   // Throws ApiError (e.g. 403 from Pod Security, 422 from validation) at the first rejection; in
   // that case nothing beyond the namespaces has been changed.

@@ -41,7 +41,7 @@ class Discovery {
 [[nodiscard]] std::string collection_path(const ResourceInfo& resource,
                                           std::string_view namespace_name);
 // The object path: <collection>/<name>
-[[nodiscard]] std::string object_path(const ResourceInfo& resource,
-                                      std::string_view namespace_name, std::string_view name);
+[[nodiscard]] std::string object_path(const ResourceInfo& resource, std::string_view namespace_name,
+                                      std::string_view name);
 
 }  // namespace deployapps

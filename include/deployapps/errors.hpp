@@ -11,8 +11,8 @@ namespace deployapps {
 // Process exit codes, shared by every subcommand.
 enum class ExitCode : int {
   kOk = 0,
-  kFailed = 1,      // the deploy (or a cluster operation) failed
-  kUsage = 2,       // bad input: nothing was built or applied
+  kFailed = 1,  // the deploy (or a cluster operation) failed
+  kUsage = 2,   // bad input: nothing was built or applied
   kInterrupted = 130,
 };
 

@@ -82,10 +82,10 @@ struct Kubeconfig {
 
 // Everything needed to talk to one API server as one user.
 struct RestConfig {
-  std::string server;     // https://host:port[/prefix]
-  std::string host;       // from the server URL, brackets removed for IPv6
+  std::string server;  // https://host:port[/prefix]
+  std::string host;    // from the server URL, brackets removed for IPv6
   std::string port;
-  std::string base_path;  // a path prefix of the server URL, without trailing '/'
+  std::string base_path;        // a path prefix of the server URL, without trailing '/'
   std::string tls_server_name;  // verified name and SNI; empty = host
   bool insecure_skip_tls_verify = false;
   std::optional<std::string> ca_pem;
@@ -116,9 +116,9 @@ void parse_server_url(RestConfig& config, const std::string& server);
 
 // In-cluster config from the pod's service account (client-go rest.InClusterConfig).
 struct InClusterEnvironment {
-  std::string service_host;  // $KUBERNETES_SERVICE_HOST
-  std::string service_port;  // $KUBERNETES_SERVICE_PORT
-  std::string pod_namespace; // $POD_NAMESPACE
+  std::string service_host;   // $KUBERNETES_SERVICE_HOST
+  std::string service_port;   // $KUBERNETES_SERVICE_PORT
+  std::string pod_namespace;  // $POD_NAMESPACE
   std::filesystem::path service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
 
   [[nodiscard]] bool available() const noexcept {

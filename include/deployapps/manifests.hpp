@@ -61,9 +61,9 @@ struct ValueOverride {
 struct RenderRequest {
   std::string app;
   Environment environment = Environment::kLocal;
-  std::string tag;                           // image tag and APP_VERSION
-  std::optional<std::string> image_digest;   // "sha256:…"; when known the image is pinned by it
-  std::optional<std::string> namespace_name; // --namespace; default: the app's name
+  std::string tag;                            // image tag and APP_VERSION
+  std::optional<std::string> image_digest;    // "sha256:…"; when known the image is pinned by it
+  std::optional<std::string> namespace_name;  // --namespace; default: the app's name
   std::vector<ValueOverride> overrides;
 };
 
@@ -75,8 +75,8 @@ struct RenderedObject {
 struct RenderedApp {
   std::string app;
   std::string namespace_name;
-  std::string image;        // the image reference the Deployment runs
-  nlohmann::json values;    // the final values, for reports and debugging
+  std::string image;                    // the image reference the Deployment runs
+  nlohmann::json values;                // the final values, for reports and debugging
   std::vector<RenderedObject> objects;  // in apply order
 };
 

@@ -32,8 +32,8 @@ struct ProcessOptions {
 };
 
 struct ProcessResult {
-  int exit_code = 0;      // the exit status, or 128 + signal when killed by a signal
-  bool timed_out = false; // killed because the deadline passed
+  int exit_code = 0;       // the exit status, or 128 + signal when killed by a signal
+  bool timed_out = false;  // killed because the deadline passed
   std::string stdout_text;
   std::string stderr_text;
 };

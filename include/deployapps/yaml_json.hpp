@@ -18,7 +18,8 @@ namespace deployapps {
 // Called for every scalar during conversion; `plain` is false for quoted scalars. Returning a
 // value replaces the scalar; std::nullopt keeps the normal resolution. A map key for which the
 // hook returns a value is an error (keys are never substituted).
-using ScalarHook = std::function<std::optional<nlohmann::json>(const std::string& text, bool plain)>;
+using ScalarHook =
+    std::function<std::optional<nlohmann::json>(const std::string& text, bool plain)>;
 
 // Converts a parsed YAML node. Plain scalars resolve by the YAML 1.2 core schema (null, bool, int,
 // float, else string); quoted scalars always stay strings. Throws UsageError on unsupported input

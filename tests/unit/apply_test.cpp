@@ -128,7 +128,7 @@ TEST_CASE("Pod Security rejection stops the apply before any workload changes", 
       "\"restricted:latest\": allowPrivilegeEscalation != false"));
   auto bad = plan;
   bad[5].object["spec"]["template"]["spec"]["containers"][0]["securityContext"]
-             ["allowPrivilegeEscalation"] = true;
+               ["allowPrivilegeEscalation"] = true;
   const auto patches_before = patched_paths(api, false).size();
   CHECK_THROWS_WITH(applier.apply(bad, Deadline::after(30s)),
                     Catch::Contains("admission check of the pods of deployment.apps/go-app") &&

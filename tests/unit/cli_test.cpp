@@ -40,9 +40,24 @@ TEST_CASE("CLI options bind to the options struct", "[cli]") {
   CLI::App app;
   deployapps::DeployOptions options;
   deployapps::setup_deploy_options(app, options);
-  std::vector<std::string> args{"go-app", "node-app", "--context", "kind", "-n",  "ns",
-                                "--env", "production", "--tag", "abc", "--set", "replicas=3",
-                                "--server-dry-run", "--timeout", "90s", "-vv", "-o", "json"};
+  std::vector<std::string> args{"go-app",
+                                "node-app",
+                                "--context",
+                                "kind",
+                                "-n",
+                                "ns",
+                                "--env",
+                                "production",
+                                "--tag",
+                                "abc",
+                                "--set",
+                                "replicas=3",
+                                "--server-dry-run",
+                                "--timeout",
+                                "90s",
+                                "-vv",
+                                "-o",
+                                "json"};
   std::reverse(args.begin(), args.end());
   app.parse(args);
   CHECK(options.apps == std::vector<std::string>{"go-app", "node-app"});
@@ -100,7 +115,8 @@ TEST_CASE("dry run prints every object of every app as YAML, with no cluster", "
   CHECK(documents[0]["metadata"]["name"] == "go-app");
   CHECK(documents[7]["kind"] == "Namespace");
   CHECK(documents[7]["metadata"]["name"] == "node-app");
-  CHECK_THAT(result.out, Catch::Contains("# Source: manifests/templates/deployment.yaml (app go-app)"));
+  CHECK_THAT(result.out,
+             Catch::Contains("# Source: manifests/templates/deployment.yaml (app go-app)"));
 }
 
 TEST_CASE("dry run with -o json prints a List", "[cli]") {
@@ -128,7 +144,8 @@ TEST_CASE("bad input touches nothing on the cluster", "[cli]") {
   TempDir dir;
   const auto kubeconfig = api.write_kubeconfig(dir).string();
   SECTION("an unknown context") {
-    const auto result = run_cli({"--context", "nope", "go-app"}, repo, {{"KUBECONFIG", kubeconfig}});
+    const auto result =
+        run_cli({"--context", "nope", "go-app"}, repo, {{"KUBECONFIG", kubeconfig}});
     CHECK(result.code == 2);
     CHECK_THAT(result.err, Catch::Contains("context \"nope\" not found") &&
                                Catch::Contains("known contexts: fake"));
@@ -163,7 +180,8 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
   REQUIRE(first.code == 0);
   CHECK_THAT(first.out, Catch::Contains("go-app: namespace/go-app created") &&
                             Catch::Contains("node-app: deployment.apps/node-app created"));
-  const auto again = run_cli({"--tag", "v1", "-o", "json", "go-app", "node-app"}, repo, environment);
+  const auto again =
+      run_cli({"--tag", "v1", "-o", "json", "go-app", "node-app"}, repo, environment);
   REQUIRE(again.code == 0);
   const auto report = json::parse(again.out);
   CHECK(report["mode"] == "apply");

@@ -40,10 +40,11 @@ struct PluginFixture {
   }
 
   void reply(const json& status, const std::string& api_version = "") const {
-    dir.write("reply.json", json{{"kind", "ExecCredential"},
-                                 {"apiVersion", api_version.empty() ? exec.api_version : api_version},
-                                 {"status", status}}
-                                .dump());
+    dir.write("reply.json",
+              json{{"kind", "ExecCredential"},
+                   {"apiVersion", api_version.empty() ? exec.api_version : api_version},
+                   {"status", status}}
+                  .dump());
   }
 
   [[nodiscard]] int runs() const {
@@ -51,7 +52,9 @@ struct PluginFixture {
     return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
   }
 
-  [[nodiscard]] json exec_info() const { return json::parse(read_file(dir.path() / "exec-info.json")); }
+  [[nodiscard]] json exec_info() const {
+    return json::parse(read_file(dir.path() / "exec-info.json"));
+  }
 };
 
 std::string iso(std::chrono::system_clock::time_point when) {
@@ -141,7 +144,8 @@ TEST_CASE("exec plugin failures are clear", "[exec]") {
   SECTION("half a certificate") {
     plugin.reply({{"clientCertificateData", "CERT"}});
     ExecCredentialSource source(plugin.exec, json::object(), std::chrono::system_clock::now, false);
-    CHECK_THROWS_WITH(source.get(Deadline::after(30s)), Catch::Contains("both clientCertificateData"));
+    CHECK_THROWS_WITH(source.get(Deadline::after(30s)),
+                      Catch::Contains("both clientCertificateData"));
   }
   SECTION("a non-zero exit") {
     plugin.reply({{"token", "t"}});
@@ -160,7 +164,8 @@ TEST_CASE("exec plugin failures are clear", "[exec]") {
     plugin.exec.install_hint = "Install it with: apt-get install the-plugin";
     ExecCredentialSource source(plugin.exec, json::object(), std::chrono::system_clock::now, false);
     CHECK_THROWS_AS(source.get(Deadline::after(30s)), deployapps::ConfigError);
-    CHECK_THROWS_WITH(source.get(Deadline::after(30s)), Catch::Contains("apt-get install the-plugin"));
+    CHECK_THROWS_WITH(source.get(Deadline::after(30s)),
+                      Catch::Contains("apt-get install the-plugin"));
   }
   SECTION("interactiveMode Always without a terminal") {
     plugin.reply({{"token", "t"}});

@@ -141,7 +141,8 @@ TEST_CASE("TLS: client certificates", "[tls]") {
     spec.client = true;
     const auto identity = client_ca.issue(spec);
     auto tls = trusting(cluster_ca());
-    tls.client_certificate = deployapps::ClientCertificate{identity.certificate_pem, identity.key_pem};
+    tls.client_certificate =
+        deployapps::ClientCertificate{identity.certificate_pem, identity.key_pem};
     HttpsClient client("127.0.0.1", server.port_string(), tls);
     CHECK(client.send(get("/"), Deadline::after(10s)).status == 200);
   }
@@ -203,9 +204,13 @@ TEST_CASE("connection refused is a network error", "[http]") {
 
 TEST_CASE("streams are split into lines whatever the chunking", "[http][watch]") {
   TlsTestServer server({server_certificate(), std::nullopt}, [](const ReceivedRequest&) {
-    return deployapps::testing::chunked_reply(
-        {R"({"type":"ADDED"})" "\n" R"({"ty)", R"(pe":"MODIFIED"})", "\n\n", R"({"type":"DELETED"})" "\r\n"},
-        5ms);
+    return deployapps::testing::chunked_reply({R"({"type":"ADDED"})"
+                                               "\n"
+                                               R"({"ty)",
+                                               R"(pe":"MODIFIED"})", "\n\n",
+                                               R"({"type":"DELETED"})"
+                                               "\r\n"},
+                                              5ms);
   });
   HttpsClient client("127.0.0.1", server.port_string(), trusting(cluster_ca()));
   std::vector<std::string> lines;

@@ -42,24 +42,27 @@ TEST_CASE("Status errors read well", "[api][errors]") {
         "admission check of the pods of deployment.apps/web");
     CHECK(error.http_status() == 403);
     CHECK(error.reason() == "Forbidden");
-    CHECK_THAT(error.what(), Catch::StartsWith("admission check of the pods of deployment.apps/web: "
-                                               "pods \"web-x\" is forbidden: violates PodSecurity"));
+    CHECK_THAT(error.what(),
+               Catch::StartsWith("admission check of the pods of deployment.apps/web: "
+                                 "pods \"web-x\" is forbidden: violates PodSecurity"));
     CHECK_THAT(error.what(), Catch::Contains("(HTTP 403 Forbidden)"));
   }
   SECTION("422 lists every field cause") {
     const auto error = deployapps::make_api_error(
         422, "Unprocessable Entity",
-        status_body(422, "Invalid", "Deployment.apps \"web\" is invalid: [...]",
-                    json::array({{{"reason", "FieldValueRequired"},
-                                  {"message", "Required value"},
-                                  {"field", "spec.template.spec.containers[0].image"}},
-                                 {{"reason", "FieldValueInvalid"},
-                                  {"message", "Invalid value: 0: must be greater than 0"},
-                                  {"field", "spec.template.spec.containers[0].ports[0].containerPort"}}}))
+        status_body(
+            422, "Invalid", "Deployment.apps \"web\" is invalid: [...]",
+            json::array({{{"reason", "FieldValueRequired"},
+                          {"message", "Required value"},
+                          {"field", "spec.template.spec.containers[0].image"}},
+                         {{"reason", "FieldValueInvalid"},
+                          {"message", "Invalid value: 0: must be greater than 0"},
+                          {"field", "spec.template.spec.containers[0].ports[0].containerPort"}}}))
             .dump(),
         "apply deployment.apps/web");
     CHECK(error.causes().size() == 2);
-    CHECK_THAT(error.what(), Catch::Contains("\n  - spec.template.spec.containers[0].image: Required value"));
+    CHECK_THAT(error.what(),
+               Catch::Contains("\n  - spec.template.spec.containers[0].image: Required value"));
     CHECK_THAT(error.what(), Catch::Contains("containerPort: Invalid value: 0"));
   }
   SECTION("409 from an apply conflict explains itself") {
@@ -73,8 +76,8 @@ TEST_CASE("Status errors read well", "[api][errors]") {
     CHECK_THAT(error.what(), Catch::Contains(".spec.replicas") && Catch::Contains("field manager"));
   }
   SECTION("plain-text bodies, like APF's 429, are quoted") {
-    const auto error = deployapps::make_api_error(429, "Too Many Requests",
-                                                  "Too many requests, please try again later.\n", "");
+    const auto error = deployapps::make_api_error(
+        429, "Too Many Requests", "Too many requests, please try again later.\n", "");
     CHECK(std::string(error.what()) ==
           "HTTP 429 Too Many Requests: Too many requests, please try again later.");
   }
@@ -196,8 +199,10 @@ TEST_CASE("watch events arrive one by one, including in-stream errors", "[api][w
   api.override_path("GET", "/apis/apps/v1/namespaces/x/deployments", [](const ReceivedRequest& r) {
     CHECK(r.query.at("watch") == "1");
     return deployapps::testing::chunked_reply(
-        {R"({"type":"ADDED","object":{"metadata":{"name":"web","resourceVersion":"5"}}})" "\n",
-         R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"6"}}})" "\n"
+        {R"({"type":"ADDED","object":{"metadata":{"name":"web","resourceVersion":"5"}}})"
+         "\n",
+         R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"6"}}})"
+         "\n"
          R"J({"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old resource version: 1 (6)"}})J"
          "\n"});
   });
@@ -207,13 +212,14 @@ TEST_CASE("watch events arrive one by one, including in-stream errors", "[api][w
   request.query = {{"watch", "1"}, {"fieldSelector", "metadata.name=web"}};
   std::vector<std::string> types;
   bool expired = false;
-  client.watch(request,
-               [&](const json& event) {
-                 types.push_back(event["type"].get<std::string>());
-                 expired = expired || deployapps::is_expired(event["object"]);
-                 return true;
-               },
-               5s, Deadline::after(10s));
+  client.watch(
+      request,
+      [&](const json& event) {
+        types.push_back(event["type"].get<std::string>());
+        expired = expired || deployapps::is_expired(event["object"]);
+        return true;
+      },
+      5s, Deadline::after(10s));
   CHECK(types == std::vector<std::string>{"ADDED", "BOOKMARK", "ERROR"});
   CHECK(expired);
   CHECK(api.requests().at(0).query.at("fieldSelector") == "metadata.name=web");
@@ -228,7 +234,8 @@ TEST_CASE("a refused watch becomes an ApiError", "[api][watch]") {
   ApiRequest request;
   request.path = "/apis/apps/v1/namespaces/x/deployments";
   try {
-    client.watch(request, [](const json&) { return true; }, 5s, Deadline::after(10s));
+    client.watch(
+        request, [](const json&) { return true; }, 5s, Deadline::after(10s));
     FAIL("no error");
   } catch (const ApiError& error) {
     CHECK(error.http_status() == 410);

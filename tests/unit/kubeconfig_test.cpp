@@ -73,7 +73,7 @@ TEST_CASE("merging: first file wins whole entries, first non-empty current-conte
   const auto second = dir.write("two/config", kSecond);
   dir.write("one/ca/first.crt", "PEM");
   const auto config = load_kubeconfig({dir.path() / "missing", first, second});
-  CHECK(config.files.size() == 2);  // the missing file is skipped
+  CHECK(config.files.size() == 2);                    // the missing file is skipped
   CHECK(config.current_context == "second-current");  // first file's is empty
   // "shared" comes whole from the first file: no insecure flag merged in from the second.
   CHECK(config.clusters.at("shared").server == "https://first.example:6443");
@@ -82,7 +82,8 @@ TEST_CASE("merging: first file wins whole entries, first non-empty current-conte
   CHECK(config.contexts.at("dev").cluster == "shared");
   CHECK(config.contexts.count("second-current") == 1);
   // Relative paths resolve against the directory of the file that defines them.
-  CHECK(config.clusters.at("shared").certificate_authority == (dir.path() / "one/ca/first.crt").string());
+  CHECK(config.clusters.at("shared").certificate_authority ==
+        (dir.path() / "one/ca/first.crt").string());
   CHECK(config.users.at("cert-user").client_certificate ==
         (dir.path() / "two/certs/client.crt").string());
 }
@@ -159,25 +160,25 @@ TEST_CASE("every auth mode", "[kubeconfig][auth]") {
   SECTION("CA and client certificate from data") {
     const auto rest = resolve_single(
         dir, std::string(kServer) + "    certificate-authority-data: " + b64("CA DATA") + "\n",
-        "    client-certificate-data: " + b64("CERT DATA") + "\n    client-key-data: " +
-            b64("KEY DATA") + "\n");
+        "    client-certificate-data: " + b64("CERT DATA") +
+            "\n    client-key-data: " + b64("KEY DATA") + "\n");
     CHECK(rest.ca_pem == std::string("CA DATA"));
     CHECK(rest.client_certificate_pem == std::string("CERT DATA"));
     CHECK(rest.client_key_pem == std::string("KEY DATA"));
     CHECK_FALSE(rest.token.has_value());
   }
   SECTION("CA and client certificate from files, relative to the kubeconfig") {
-    const auto rest = resolve_single(
-        dir, std::string(kServer) + "    certificate-authority: pki/ca.crt\n",
-        "    client-certificate: pki/client.crt\n    client-key: pki/client.key\n");
+    const auto rest =
+        resolve_single(dir, std::string(kServer) + "    certificate-authority: pki/ca.crt\n",
+                       "    client-certificate: pki/client.crt\n    client-key: pki/client.key\n");
     CHECK(rest.ca_pem == std::string("CA FROM FILE"));
     CHECK(rest.client_certificate_pem == std::string("CERT FROM FILE"));
     CHECK(rest.client_key_pem == std::string("KEY FROM FILE"));
   }
   SECTION("a bearer token plus tls-server-name") {
-    const auto rest = resolve_single(
-        dir, std::string(kServer) + "    tls-server-name: kubernetes.default.svc\n",
-        "    token: abc\n");
+    const auto rest =
+        resolve_single(dir, std::string(kServer) + "    tls-server-name: kubernetes.default.svc\n",
+                       "    token: abc\n");
     CHECK(rest.token == std::string("abc"));
     CHECK(rest.tls_server_name == "kubernetes.default.svc");
   }
@@ -191,27 +192,26 @@ TEST_CASE("every auth mode", "[kubeconfig][auth]") {
     CHECK(rest.basic_auth->first == "admin");
   }
   SECTION("insecure-skip-tls-verify") {
-    const auto rest =
-        resolve_single(dir, std::string(kServer) + "    insecure-skip-tls-verify: true\n",
-                       "    token: abc\n");
+    const auto rest = resolve_single(
+        dir, std::string(kServer) + "    insecure-skip-tls-verify: true\n", "    token: abc\n");
     CHECK(rest.insecure_skip_tls_verify);
     CHECK_FALSE(rest.ca_pem.has_value());
   }
   SECTION("impersonation") {
-    const auto rest = resolve_single(dir, kServer,
-                                     "    token: abc\n    as: jane\n    as-groups: [devs, ops]\n");
+    const auto rest =
+        resolve_single(dir, kServer, "    token: abc\n    as: jane\n    as-groups: [devs, ops]\n");
     CHECK(rest.impersonate == "jane");
     CHECK(rest.impersonate_groups == std::vector<std::string>{"devs", "ops"});
   }
   SECTION("exec plugin, v1beta1 defaults interactiveMode; a relative command path resolves") {
-    const auto rest = resolve_single(
-        dir,
-        std::string(kServer) + "    certificate-authority-data: " + b64("CA DATA") +
-            "\n    extensions:\n    - name: client.authentication.k8s.io/exec\n"
-            "      extension: {audience: x}\n",
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
-        "      command: ./bin/plugin\n      args: [get-token]\n"
-        "      env: [{name: REGION, value: eu}]\n      provideClusterInfo: true\n");
+    const auto rest =
+        resolve_single(dir,
+                       std::string(kServer) + "    certificate-authority-data: " + b64("CA DATA") +
+                           "\n    extensions:\n    - name: client.authentication.k8s.io/exec\n"
+                           "      extension: {audience: x}\n",
+                       "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
+                       "      command: ./bin/plugin\n      args: [get-token]\n"
+                       "      env: [{name: REGION, value: eu}]\n      provideClusterInfo: true\n");
     REQUIRE(rest.exec.has_value());
     CHECK(rest.exec->interactive_mode == "IfAvailable");
     CHECK(rest.exec->command == (dir.path() / "bin/plugin").string());
@@ -222,10 +222,10 @@ TEST_CASE("every auth mode", "[kubeconfig][auth]") {
     CHECK(rest.exec_cluster_info["config"]["audience"] == "x");
   }
   SECTION("a bare exec command stays a $PATH lookup") {
-    const auto rest = resolve_single(
-        dir, kServer,
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
-        "      command: aws\n      interactiveMode: Never\n");
+    const auto rest =
+        resolve_single(dir, kServer,
+                       "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"
+                       "      command: aws\n      interactiveMode: Never\n");
     CHECK(rest.exec->command == "aws");
   }
   SECTION("a static credential makes the exec plugin unused (client-go)") {
@@ -238,23 +238,27 @@ TEST_CASE("every auth mode", "[kubeconfig][auth]") {
   }
 }
 
-TEST_CASE("invalid kubeconfig combinations are rejected like client-go does", "[kubeconfig][auth]") {
+TEST_CASE("invalid kubeconfig combinations are rejected like client-go does",
+          "[kubeconfig][auth]") {
   TempDir dir;
   dir.write("ca.crt", "CA");
   const auto [cluster, user, message] = GENERATE(table<std::string, std::string, std::string>({
-      {"    certificate-authority: ca.crt\n    certificate-authority-data: Q0E=\n", "    token: a\n",
-       "both certificate-authority and certificate-authority-data"},
+      {"    certificate-authority: ca.crt\n    certificate-authority-data: Q0E=\n",
+       "    token: a\n", "both certificate-authority and certificate-authority-data"},
       {"    insecure-skip-tls-verify: true\n    certificate-authority: ca.crt\n", "    token: a\n",
        "insecure-skip-tls-verify together with a certificate authority"},
-      {"", "    token: a\n    username: u\n    password: p\n", "more than one authentication method"},
-      {"", "    client-certificate-data: Q0E=\n", "needs both a client certificate and a client key"},
+      {"", "    token: a\n    username: u\n    password: p\n",
+       "more than one authentication method"},
+      {"", "    client-certificate-data: Q0E=\n",
+       "needs both a client certificate and a client key"},
       {"", "    exec:\n      command: x\n      apiVersion: client.authentication.k8s.io/v1alpha1\n",
        "is not supported"},
       {"", "    exec:\n      command: x\n      apiVersion: client.authentication.k8s.io/v1\n",
        "interactiveMode is required"},
       {"", "    auth-provider:\n      name: gcp\n", "use an exec credential plugin"},
       {"    proxy-url: http://proxy:3128\n", "    token: a\n", "proxy-url"},
-      {"    certificate-authority: missing.crt\n", "    token: a\n", "cannot read certificate-authority"},
+      {"    certificate-authority: missing.crt\n", "    token: a\n",
+       "cannot read certificate-authority"},
   }));
   CAPTURE(message);
   CHECK_THROWS_AS(resolve_single(dir, std::string(kServer) + cluster, user), ConfigError);

@@ -56,8 +56,8 @@ TEST_CASE("apps are discovered from apps/ plus manifests/<app>/values.yaml", "[m
   CHECK(repository.app_names() == std::vector<std::string>{"alpha"});
   CHECK(repository.app("alpha").name == "alpha");
   CHECK_THROWS_AS(repository.app("no-manifests"), deployapps::UsageError);
-  CHECK_THROWS_WITH(repository.app("nope"),
-                    Catch::Contains("unknown app \"nope\"") && Catch::Contains("known apps: alpha"));
+  CHECK_THROWS_WITH(repository.app("nope"), Catch::Contains("unknown app \"nope\"") &&
+                                                Catch::Contains("known apps: alpha"));
 }
 
 TEST_CASE("both apps render every object, namespace first", "[manifests]") {
@@ -75,8 +75,9 @@ TEST_CASE("both apps render every object, namespace first", "[manifests]") {
   CHECK(kinds == std::vector<std::string>{"Namespace", "NetworkPolicy", "PodDisruptionBudget",
                                           "ServiceAccount", "Service", "Deployment", "Ingress"});
   CHECK(rendered.namespace_name == app);
-  CHECK(object_of_kind(rendered, "Namespace")["metadata"]["labels"]
-                      ["pod-security.kubernetes.io/enforce"] == "restricted");
+  CHECK(object_of_kind(rendered,
+                       "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] ==
+        "restricted");
   CHECK(object_of_kind(rendered, "ServiceAccount")["automountServiceAccountToken"] == false);
 }
 
@@ -104,7 +105,8 @@ TEST_CASE("the Deployment is set up for zero-downtime rollouts", "[manifests]") 
   CHECK(container["livenessProbe"]["httpGet"]["path"] == "/healthz");
   CHECK(container["resources"]["requests"].contains("cpu"));
   CHECK(container["resources"]["limits"].contains("memory"));
-  CHECK(container["ports"][0] == json{{"name", "http"}, {"containerPort", 8080}, {"protocol", "TCP"}});
+  CHECK(container["ports"][0] ==
+        json{{"name", "http"}, {"containerPort", 8080}, {"protocol", "TCP"}});
   CHECK(container["image"] == "127.0.0.1:5000/go-app:v1");
   // Pod Security "restricted".
   CHECK(pod["securityContext"]["runAsNonRoot"] == true);
@@ -113,10 +115,11 @@ TEST_CASE("the Deployment is set up for zero-downtime rollouts", "[manifests]") 
   CHECK(container["securityContext"]["allowPrivilegeEscalation"] == false);
   CHECK(container["securityContext"]["readOnlyRootFilesystem"] == true);
   CHECK(container["securityContext"]["capabilities"]["drop"] == json::array({"ALL"}));
-  CHECK(pod["topologySpreadConstraints"][0]["matchLabelKeys"] == json::array({"pod-template-hash"}));
+  CHECK(pod["topologySpreadConstraints"][0]["matchLabelKeys"] ==
+        json::array({"pod-template-hash"}));
   // The selector must not carry the version label, or every deploy would orphan the old pods.
-  CHECK(spec["selector"]["matchLabels"] == json{{"app.kubernetes.io/instance", "go-app"},
-                                                {"app.kubernetes.io/name", "go-app"}});
+  CHECK(spec["selector"]["matchLabels"] ==
+        json{{"app.kubernetes.io/instance", "go-app"}, {"app.kubernetes.io/name", "go-app"}});
   CHECK(spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v1");
 }
 
@@ -159,9 +162,9 @@ TEST_CASE("production needs a registry and a host", "[manifests]") {
   const FixtureRepo repo;
   auto request = request_for("go-app");
   request.environment = Environment::kProduction;
-  CHECK_THROWS_WITH(render_app(Repository(repo.root()), request),
-                    Catch::Contains("image.registry is required") &&
-                        Catch::Contains("--set image.registry="));
+  CHECK_THROWS_WITH(
+      render_app(Repository(repo.root()), request),
+      Catch::Contains("image.registry is required") && Catch::Contains("--set image.registry="));
   request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
   CHECK_THROWS_WITH(render_app(Repository(repo.root()), request),
                     Catch::Contains("ingress.host") && Catch::Contains("required"));
@@ -213,8 +216,8 @@ TEST_CASE("render errors say what is wrong", "[manifests]") {
 TEST_CASE("placeholders: typed when alone and unquoted, text otherwise", "[manifests]") {
   const json values = {{"n", 3}, {"name", "web"}, {"map", {{"a", 1}}}};
   const auto documents = deployapps::render_template_text(
-      "count: ${n}\nquoted: \"${n}\"\nmixed: ${name}-${n}\nwhole: ${map}\nescaped: $${n}\n",
-      values, "inline");
+      "count: ${n}\nquoted: \"${n}\"\nmixed: ${name}-${n}\nwhole: ${map}\nescaped: $${n}\n", values,
+      "inline");
   REQUIRE(documents.size() == 1);
   CHECK(documents[0] == json{{"count", 3},
                              {"quoted", "3"},

@@ -21,8 +21,8 @@ TEST_CASE("durations parse like Go's, a bare number meaning seconds", "[time]") 
 }
 
 TEST_CASE("bad durations are usage errors", "[time]") {
-  const auto text = GENERATE(as<std::string>{}, "", "0", "0s", "-5s", "5x", "m", "1h30", "1.5s",
-                             "9999999999s");
+  const auto text =
+      GENERATE(as<std::string>{}, "", "0", "0s", "-5s", "5x", "m", "1h30", "1.5s", "9999999999s");
   CAPTURE(text);
   CHECK_THROWS_AS(deployapps::parse_duration(text), deployapps::UsageError);
 }

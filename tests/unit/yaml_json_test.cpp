@@ -1,5 +1,5 @@
-#include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
+#include <catch2/catch.hpp>
 
 #include "deployapps/errors.hpp"
 #include "deployapps/yaml_json.hpp"
@@ -52,15 +52,15 @@ TEST_CASE("syntax errors name the source and line", "[yaml]") {
 
 TEST_CASE("the scalar hook replaces values and knows quoting", "[yaml]") {
   std::vector<std::pair<std::string, bool>> seen;
-  const auto documents = parse_yaml_documents(
-      "a: plain\nb: \"quoted\"\nkey: 1\n", "test",
-      [&](const std::string& text, bool plain) -> std::optional<json> {
-        seen.emplace_back(text, plain);
-        if (text == "plain") {
-          return json(7);
-        }
-        return std::nullopt;
-      });
+  const auto documents =
+      parse_yaml_documents("a: plain\nb: \"quoted\"\nkey: 1\n", "test",
+                           [&](const std::string& text, bool plain) -> std::optional<json> {
+                             seen.emplace_back(text, plain);
+                             if (text == "plain") {
+                               return json(7);
+                             }
+                             return std::nullopt;
+                           });
   CHECK(documents.front() == json{{"a", 7}, {"b", "quoted"}, {"key", 1}});
   CHECK(std::find(seen.begin(), seen.end(), std::pair<std::string, bool>{"quoted", false}) !=
         seen.end());

@@ -13,7 +13,8 @@ json resource_list(const std::string& group_version,
                    const std::vector<std::tuple<std::string, std::string, bool>>& resources) {
   json list = json::array();
   for (const auto& [name, kind, namespaced] : resources) {
-    list.push_back({{"name", name}, {"kind", kind}, {"namespaced", namespaced}, {"verbs", {"get", "patch"}}});
+    list.push_back(
+        {{"name", name}, {"kind", kind}, {"namespaced", namespaced}, {"verbs", {"get", "patch"}}});
     list.push_back({{"name", name + "/status"}, {"kind", kind}, {"namespaced", namespaced}});
   }
   return {{"kind", "APIResourceList"}, {"groupVersion", group_version}, {"resources", list}};
@@ -28,10 +29,11 @@ const std::map<std::string, json>& discovery_documents() {
                                        {"configmaps", "ConfigMap", true}})},
       {"/apis/apps/v1", resource_list("apps/v1", {{"deployments", "Deployment", true},
                                                   {"replicasets", "ReplicaSet", true}})},
-      {"/apis/policy/v1", resource_list("policy/v1", {{"poddisruptionbudgets", "PodDisruptionBudget", true}})},
+      {"/apis/policy/v1",
+       resource_list("policy/v1", {{"poddisruptionbudgets", "PodDisruptionBudget", true}})},
       {"/apis/networking.k8s.io/v1",
-       resource_list("networking.k8s.io/v1", {{"ingresses", "Ingress", true},
-                                              {"networkpolicies", "NetworkPolicy", true}})},
+       resource_list("networking.k8s.io/v1",
+                     {{"ingresses", "Ingress", true}, {"networkpolicies", "NetworkPolicy", true}})},
   };
   return documents;
 }
@@ -92,7 +94,8 @@ std::filesystem::path FakeApiServer::write_kubeconfig(const TempDir& dir) const 
 
 ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
   const std::lock_guard lock(mutex_);
-  if (const auto it = overrides_.find(request.method + " " + request.path); it != overrides_.end()) {
+  if (const auto it = overrides_.find(request.method + " " + request.path);
+      it != overrides_.end()) {
     return it->second(request);
   }
   if (request.headers.count("authorization") == 0 ||
@@ -100,7 +103,8 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     return json_reply(401, status_body(401, "Unauthorized", "Unauthorized"));
   }
   if (request.method == "GET") {
-    if (const auto it = discovery_documents().find(request.path); it != discovery_documents().end()) {
+    if (const auto it = discovery_documents().find(request.path);
+        it != discovery_documents().end()) {
       return json_reply(200, it->second);
     }
     if (const auto it = objects_.find(request.path); it != objects_.end()) {
@@ -125,7 +129,8 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     const auto existing = objects_.find(request.path);
     // Namespaced objects need their namespace, as on a real server.
     const auto namespaces = request.path.find("/namespaces/");
-    if (namespaces != std::string::npos && request.path.find('/', namespaces + 12) != std::string::npos) {
+    if (namespaces != std::string::npos &&
+        request.path.find('/', namespaces + 12) != std::string::npos) {
       const auto name_end = request.path.find('/', namespaces + 12);
       const auto ns = request.path.substr(namespaces + 12, name_end - namespaces - 12);
       if (objects_.count("/api/v1/namespaces/" + ns) == 0) {

@@ -108,8 +108,8 @@ CertifiedKey TestCa::issue(const LeafSpec& spec) const {
   const auto ca_cert = cert_from_pem(ca_.certificate_pem);
   const auto ca_key = key_from_pem(ca_.key_pem);
   auto key = new_key();
-  auto cert = new_certificate(key.get(), spec.common_name, spec.not_before.count(),
-                              spec.not_after.count());
+  auto cert =
+      new_certificate(key.get(), spec.common_name, spec.not_before.count(), spec.not_after.count());
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   add_extension(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE");
   add_extension(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature");

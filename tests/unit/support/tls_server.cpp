@@ -3,14 +3,14 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
 #include <cctype>
-#include <fmt/format.h>
 
 namespace deployapps::testing {
 namespace beast = boost::beast;
@@ -22,9 +22,9 @@ using tcp = net::ip::tcp;
 ServerReply http_reply(unsigned status, const std::string& body,
                        const std::vector<std::pair<std::string, std::string>>& headers,
                        const std::string& content_type) {
-  std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-                                 status, http::obsolete_reason(http::int_to_status(status)),
-                                 content_type, body.size());
+  std::string head =
+      fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", status,
+                  http::obsolete_reason(http::int_to_status(status)), content_type, body.size());
   for (const auto& [name, value] : headers) {
     head += fmt::format("{}: {}\r\n", name, value);
   }
@@ -51,9 +51,10 @@ ServerReply chunked_reply(const std::vector<std::string>& chunks, std::chrono::m
 
 nlohmann::json status_body(unsigned code, const std::string& reason, const std::string& message,
                            const nlohmann::json& causes) {
-  nlohmann::json status = {{"kind", "Status"},     {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()},
-                           {"status", "Failure"},  {"message", message}, {"reason", reason},
-                           {"code", code}};
+  nlohmann::json status = {
+      {"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", nlohmann::json::object()},
+      {"status", "Failure"}, {"message", message}, {"reason", reason},
+      {"code", code}};
   if (!causes.is_null()) {
     status["details"] = {{"causes", causes}};
   }
@@ -93,7 +94,9 @@ std::map<std::string, std::string> parse_query(const std::string& query) {
 class TlsTestServer::Impl {
  public:
   Impl(TlsTestServer& owner, ServerTls tls, ServerHandler handler)
-      : owner_(owner), context_(ssl::context::tls_server), handler_(std::move(handler)),
+      : owner_(owner),
+        context_(ssl::context::tls_server),
+        handler_(std::move(handler)),
         acceptor_(io_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0)) {
     context_.use_certificate_chain(net::buffer(tls.server.certificate_pem));
     context_.use_private_key(net::buffer(tls.server.key_pem), ssl::context::pem);
@@ -246,8 +249,12 @@ TlsTestServer::TlsTestServer(ServerTls tls, ServerHandler handler)
 
 TlsTestServer::~TlsTestServer() = default;
 
-std::vector<ReceivedRequest> TlsTestServer::requests() const { return impl_->requests(); }
+std::vector<ReceivedRequest> TlsTestServer::requests() const {
+  return impl_->requests();
+}
 
-std::size_t TlsTestServer::request_count() const { return impl_->requests().size(); }
+std::size_t TlsTestServer::request_count() const {
+  return impl_->requests().size();
+}
 
 }  // namespace deployapps::testing

@@ -29,11 +29,11 @@ struct ReceivedRequest {
 };
 
 struct ServerReply {
-  std::vector<std::string> pieces;  // raw bytes, written (and flushed) one after another
+  std::vector<std::string> pieces;     // raw bytes, written (and flushed) one after another
   std::chrono::milliseconds pause{0};  // between pieces
-  bool close_after = false;   // close the connection after writing
-  bool hang = false;          // after the pieces (if any), stay silent until the server stops
-  bool reset = false;         // close at once without answering
+  bool close_after = false;            // close the connection after writing
+  bool hang = false;   // after the pieces (if any), stay silent until the server stops
+  bool reset = false;  // close at once without answering
 };
 
 using ServerHandler = std::function<ServerReply(const ReceivedRequest&)>;
