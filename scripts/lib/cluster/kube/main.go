@@ -1,7 +1,8 @@
 // Command kube is a multi-call binary holding the Kubernetes components the local cluster runs.
 // One binary means one link instead of six, which is most of a warm rebuild on two cores.
 // The component is chosen by the name it is called as (kube-apiserver → kube-apiserver), or by
-// the first argument when called as "kube" ("kube kubelet --config ...").
+// the first argument when called as "kube" ("kube kubelet --config ..."). "kube cri-reset" is a
+// small teardown helper of our own (see cri_reset.go).
 package main
 
 import (
@@ -46,9 +47,12 @@ func main() {
 	}
 	// cli.Run and kubectl read os.Args themselves, so make them see the component's own argv.
 	os.Args = args
-	if name == "kubectl" {
+	switch name {
+	case "kubectl":
 		runKubectl()
 		return
+	case "cri-reset":
+		os.Exit(criReset(args[1:]))
 	}
 	newCommand, ok := servers[name]
 	if !ok {
@@ -67,7 +71,7 @@ func runKubectl() {
 }
 
 func usage() {
-	names := []string{"kubectl"}
+	names := []string{"kubectl", "cri-reset"}
 	for name := range servers {
 		names = append(names, name)
 	}
