@@ -108,6 +108,19 @@ start_daemon() {
   log "${name}: started (pid ${pid}, log ${LOG_DIR}/${name}.log)"
 }
 
+# Fails when another program already listens on a port a daemon of ours needs.
+# Arguments: daemon name, ports...
+require_ports_free() {
+  local name="$1" port
+  shift
+  daemon_pid "${name}" >/dev/null && return 0
+  for port in "$@"; do
+    if [[ -n "$(ss -Hltn "sport = :${port}")" ]]; then
+      die "port ${port} (needed by ${name}) is taken by another program: $(ss -Hltnp "sport = :${port}" | head -1)"
+    fi
+  done
+}
+
 # Stops a daemon we started: SIGTERM, then SIGKILL after a timeout. Arguments: name, timeout (s).
 stop_daemon() {
   local name="$1" timeout="${2:-20}" pid i
@@ -125,6 +138,14 @@ stop_daemon() {
     log "${name}: stopped (pid ${pid})"
   fi
   rm -f "${RUN_DIR}/${name}.pid"
+}
+
+any_daemon_running() {
+  local name
+  for name in "${DAEMONS[@]}"; do
+    daemon_pid "${name}" >/dev/null && return 0
+  done
+  return 1
 }
 
 # Fails with the tail of a daemon's log when it is not running.
@@ -188,7 +209,7 @@ native_preflight() {
   for plugin in bridge host-local portmap firewall loopback; do
     [[ -x "${CNI_BIN_DIR}/${plugin}" ]] || die "CNI plugin missing: ${CNI_BIN_DIR}/${plugin}"
   done
-  require_commands containerd containerd-shim-runc-v2 runc iptables openssl jq curl ip findmnt
+  require_commands containerd containerd-shim-runc-v2 runc iptables openssl jq curl ip ss findmnt
 }
 
 # Kernel and mount settings the kubelet and the bridge CNI need.
@@ -531,6 +552,19 @@ native_up() {
   local ip traefik_pinned
   ip="$(host_ip)"
 
+  # State without any live process of ours is left from a machine whose processes were ended:
+  # clean it fully first, then start fresh rather than resume half of it.
+  if [[ -d "${CLUSTER_DIR}" ]] && ! any_daemon_running; then
+    log "found stale cluster state in ${CLUSTER_DIR}; cleaning it first"
+    native_down
+  fi
+  require_ports_free etcd 2379 2380
+  require_ports_free registry 5000
+  require_ports_free kube-apiserver "${APISERVER_PORT}"
+  require_ports_free kubelet 10250 10248
+  require_ports_free kube-proxy 10249 10256
+  require_ports_free kube-controller-manager 10257
+  require_ports_free kube-scheduler 10259
   prepare_host
   make_pki "${ip}"
   write_configs
@@ -617,6 +651,21 @@ remove_kubelet_cgroups() {
   done
 }
 
+# Stops and removes every pod through the CRI, which runs CNI DEL (IPs, veths, netns, rules).
+# When containerd died with the cluster (e.g. the machine's processes were ended), it is started
+# again on its own state just for this, so nothing of the pods is left behind.
+remove_pod_sandboxes() {
+  [[ -x "${KUBE_BIN_DIR}/kube" && -f "${CONFIG_DIR}/containerd.toml" ]] || return 0
+  if ! daemon_pid containerd >/dev/null; then
+    [[ -d "${CONTAINERD_DIR}/root" ]] || return 0
+    rm -f "${CONTAINERD_SOCKET}"
+    start_daemon containerd "$(command -v containerd)" --config "${CONFIG_DIR}/containerd.toml"
+    wait_for "containerd (for teardown)" 30 containerd test -S "${CONTAINERD_SOCKET}"
+  fi
+  "${KUBE_BIN_DIR}/kube" cri-reset "unix://${CONTAINERD_SOCKET}" >/dev/null \
+    || err "some pod sandboxes could not be removed; continuing"
+}
+
 native_down() {
   [[ "$(id -u)" == 0 ]] || die "the native provider must run as root"
   if [[ ! -d "${CLUSTER_DIR}" ]]; then
@@ -626,11 +675,7 @@ native_down() {
   native_resolve_binaries
   local start=${SECONDS}
   stop_daemon kubelet 20
-  # Pods: stopping and removing each sandbox through the CRI runs CNI DEL (IPs, veths, rules).
-  if daemon_pid containerd >/dev/null && [[ -x "${KUBE_BIN_DIR}/kube" ]]; then
-    "${KUBE_BIN_DIR}/kube" cri-reset "unix://${CONTAINERD_SOCKET}" >/dev/null \
-      || err "some pod sandboxes could not be removed; continuing"
-  fi
+  remove_pod_sandboxes
   local i
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     [[ "${DAEMONS[i]}" == kubelet ]] || stop_daemon "${DAEMONS[i]}" 20
