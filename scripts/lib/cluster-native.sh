@@ -274,6 +274,9 @@ state = "${CONTAINERD_DIR}/state"
   path = "${CONTAINERD_DIR}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "${PAUSE_IMAGE}"
+  # Root here lacks CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj below containerd's own
+  # (the kubelet asks -998 for sandboxes): clamp instead of failing every sandbox.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -366,6 +369,8 @@ evictionHard:
   nodefs.inodesFree: 1%
   imagefs.available: 1%
 serializeImagePulls: false
+# Without CAP_SYS_RESOURCE the kubelet cannot lower its own OOM score either.
+oomScoreAdj: 0
 EOF
   write_file "${CONFIG_DIR}/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
