@@ -77,7 +77,10 @@ daemon_pid() {
   [[ -f "${pidfile}" ]] || return 1
   { read -r pid && read -r exe; } <"${pidfile}" || return 1
   [[ "${pid}" =~ ^[0-9]+$ && -n "${exe}" ]] || return 1
-  [[ "$(readlink "/proc/${pid}/exe" 2>/dev/null)" == "${exe}" ]] || return 1
+  # A rebuild replaces the binary under a running daemon; it is still our process.
+  local running
+  running="$(readlink "/proc/${pid}/exe" 2>/dev/null)" || return 1
+  [[ "${running}" == "${exe}" || "${running}" == "${exe} (deleted)" ]] || return 1
   printf '%s\n' "${pid}"
 }
 
