@@ -52,6 +52,8 @@ readonly INGRESS_ADDRESS="127.0.0.1:8088"
 readonly CNI_BIN_DIR="/usr/lib/cni"
 # Created by the kubelet at a fixed path (only pod-logs moves); removed by "down" when we made it.
 readonly CONTAINER_LOGS_DIR="/var/log/containers"
+# containerd 1.6 keeps shim sockets under this fixed directory whatever its configured state dir.
+readonly CONTAINERD_RUN_DIR="/run/containerd"
 
 # Order matters: "down" stops them in reverse.
 readonly DAEMONS=(etcd registry containerd kube-apiserver kube-controller-manager kube-scheduler
@@ -229,9 +231,14 @@ prepare_host() {
   fi
   mkdir -p "${CLUSTER_DIR}" "${CONFIG_DIR}" "${RUN_DIR}" "${LOG_DIR}"
   chmod 700 "${CLUSTER_DIR}"
+  # Paths outside CLUSTER_DIR that the kubelet and containerd create: remembered when they are
+  # ours, so that "down" removes them (when empty) and nothing else.
   if [[ ! -e "${CONTAINER_LOGS_DIR}" && ! -e "${CLUSTER_DIR}/created-container-logs-dir" ]]; then
     mkdir -p "${CONTAINER_LOGS_DIR}"
     touch "${CLUSTER_DIR}/created-container-logs-dir"
+  fi
+  if [[ ! -e "${CONTAINERD_RUN_DIR}" && ! -e "${CLUSTER_DIR}/created-containerd-run-dir" ]]; then
+    touch "${CLUSTER_DIR}/created-containerd-run-dir"
   fi
 }
 
@@ -287,6 +294,7 @@ state = "${CONTAINERD_DIR}/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "${CONTAINERD_DIR}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "${CNI_BIN_DIR}"
     conf_dir = "${CNI_DIR}/net.d"
@@ -697,11 +705,13 @@ native_down() {
   ip link delete cni0 2>/dev/null || true
   unmount_under "${CLUSTER_DIR}"
   remove_kubelet_cgroups
+  find "${CONTAINER_LOGS_DIR}" -maxdepth 1 -type l -lname "${POD_LOGS_DIR}/*" -delete 2>/dev/null || true
   if [[ -f "${CLUSTER_DIR}/created-container-logs-dir" ]]; then
-    find "${CONTAINER_LOGS_DIR}" -maxdepth 1 -type l -lname "${POD_LOGS_DIR}/*" -delete 2>/dev/null || true
     rmdir "${CONTAINER_LOGS_DIR}" 2>/dev/null || true
-  else
-    find "${CONTAINER_LOGS_DIR}" -maxdepth 1 -type l -lname "${POD_LOGS_DIR}/*" -delete 2>/dev/null || true
+  fi
+  if [[ -f "${CLUSTER_DIR}/created-containerd-run-dir" ]]; then
+    # rmdir only: anything still inside belongs to someone else.
+    find "${CONTAINERD_RUN_DIR}" -depth -type d -empty -delete 2>/dev/null || true
   fi
   rm -rf "${CLUSTER_DIR}"
   log "cluster down in $((SECONDS - start))s"
