@@ -59,8 +59,12 @@ readonly CONTAINERD_RUN_DIR="/run/containerd"
 readonly DAEMONS=(etcd registry containerd kube-apiserver kube-controller-manager kube-scheduler
   kubelet kube-proxy)
 
-readonly PAUSE_IMAGE_NAME="${REGISTRY_ADDRESS}/deploy-apps/pause"
-readonly TRAEFIK_IMAGE_NAME="${REGISTRY_ADDRESS}/deploy-apps/traefik"
+# The cluster's own images are imported into containerd (as "kind load" does), not pulled: the
+# pause image must exist before any pod, and pushing Traefik's 170 MB layer to a registry that
+# "down" empties cost a minute per "up" on two busy cores. App images go through the registry.
+readonly PAUSE_IMAGE_NAME="deploy-apps.local/pause"
+readonly TRAEFIK_IMAGE_NAME="deploy-apps.local/traefik"
+readonly IMAGE_CACHE_DIR="${DEPLOY_APPS_CACHE}/cluster-images"
 
 # Resolved by native_resolve_binaries and native_resolve_images.
 KUBE_BIN_DIR=""
@@ -405,23 +409,54 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
-# Images: built FROM scratch around a static binary, pushed to the local registry.
+# Images: FROM scratch around a static binary, saved once into the cache, imported into containerd.
 
 # Prints a short content key of files (used as an image tag).
 content_key() {
   cat "$@" | sha256sum | cut -c1-12
 }
 
-# Builds a FROM-scratch image holding one binary and pushes it. Arguments: image ref, binary.
-build_and_push_scratch_image() {
-  local ref="$1" binary="$2" context docker
-  docker="$(docker_cli)"
-  context="$(mktemp -d)"
-  cp "${binary}" "${context}/app"
-  DOCKER_BUILDKIT=1 "${docker}" build -q -f "${REPO_ROOT}/manifests/cluster/images/Dockerfile.scratch" \
-    -t "${ref}" "${context}" >/dev/null
-  rm -rf "${context}"
-  "${docker}" push -q "${ref}" >/dev/null
+# Prints the path of a cached "docker save" archive of a FROM-scratch image holding one binary,
+# building it first when missing (only then is Docker needed). Arguments: image ref, binary.
+scratch_image_archive() {
+  local ref="$1" binary="$2" archive
+  archive="${IMAGE_CACHE_DIR}/$(tr '/:' '__' <<<"${ref}").tar"
+  if [[ ! -s "${archive}" ]]; then
+    ensure_docker
+    local docker context
+    docker="$(docker_cli)"
+    context="$(mktemp -d)"
+    cp "${binary}" "${context}/app"
+    DOCKER_BUILDKIT=1 "${docker}" build -q -f "${REPO_ROOT}/manifests/cluster/images/Dockerfile.scratch" \
+      -t "${ref}" "${context}" >/dev/null
+    rm -rf "${context}"
+    mkdir -p "${IMAGE_CACHE_DIR}"
+    "${docker}" save -o "${archive}.tmp" "${ref}"
+    mv "${archive}.tmp" "${archive}"
+  fi
+  printf '%s\n' "${archive}"
+}
+
+ctr_k8s() {
+  ctr --address "${CONTAINERD_SOCKET}" --namespace k8s.io "$@"
+}
+
+# Imports an image archive into the cluster's containerd unless the image is there.
+# Arguments: image ref, binary.
+import_scratch_image() {
+  local ref="$1" binary="$2"
+  [[ -n "$(ctr_k8s images ls -q "name==${ref}")" ]] && return 0
+  # --digests with --base-name also records NAME@sha256:..., so pods can pin it by digest.
+  ctr_k8s images import --base-name "${ref%:*}" --digests \
+    "$(scratch_image_archive "${ref}" "${binary}")" >/dev/null
+}
+
+# Prints an imported image's reference pinned by its manifest digest.
+imported_digest_ref() {
+  local ref="$1" digest
+  digest="$(ctr_k8s images ls "name==${ref}" | awk 'NR == 2 {print $3}')"
+  [[ "${digest}" == sha256:* ]] || die "containerd has no digest for ${ref}"
+  printf '%s@%s\n' "${ref%:*}" "${digest}"
 }
 
 # Builds the pause binary with the machine's Go into the cache, keyed by its source.
@@ -443,12 +478,9 @@ native_resolve_images() {
   TRAEFIK_IMAGE="${TRAEFIK_IMAGE_NAME}:${TRAEFIK_VERSION}-$(content_key "${TRAEFIK_BIN}" "${dockerfile}")"
 }
 
-push_images() {
-  ensure_docker
-  local pause_binary
-  pause_binary="$(build_pause_binary)"
-  build_and_push_scratch_image "${PAUSE_IMAGE}" "${pause_binary}"
-  build_and_push_scratch_image "${TRAEFIK_IMAGE}" "${TRAEFIK_BIN}"
+import_images() {
+  import_scratch_image "${PAUSE_IMAGE}" "$(build_pause_binary)"
+  import_scratch_image "${TRAEFIK_IMAGE}" "${TRAEFIK_BIN}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -546,19 +578,6 @@ ingress_answers() {
     "http://${INGRESS_ADDRESS}/")" == 404 ]]
 }
 
-# Prints an image reference pinned by digest, as the registry reports it.
-registry_digest_ref() {
-  local name="$1" tag="$2" repo digest
-  repo="${name#"${REGISTRY_ADDRESS}"/}"
-  digest="$(curl -fsSI --max-time 5 \
-    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://${REGISTRY_ADDRESS}/v2/${repo}/manifests/${tag}" \
-    | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')"
-  [[ "${digest}" == sha256:* ]] || die "registry has no digest for ${name}:${tag}"
-  printf '%s@%s\n' "${name}" "${digest}"
-}
-
 native_up() {
   local start=${SECONDS}
   native_preflight
@@ -590,9 +609,9 @@ native_up() {
   wait_for "etcd /health" 60 etcd curl -fsS --max-time 2 http://127.0.0.1:2379/health
   start_apiserver "${ip}"
   wait_for "registry" 30 registry curl -fsS --max-time 2 "http://${REGISTRY_ADDRESS}/v2/"
-  timed "building and pushing the pause and Traefik images" push_images
-  traefik_pinned="$(registry_digest_ref "${TRAEFIK_IMAGE_NAME}" "${TRAEFIK_IMAGE##*:}")"
   wait_for "containerd" 30 containerd test -S "${CONTAINERD_SOCKET}"
+  timed "importing the pause and Traefik images" import_images
+  traefik_pinned="$(imported_digest_ref "${TRAEFIK_IMAGE}")"
   wait_for "kube-apiserver /readyz" 120 kube-apiserver apiserver_ready
   start_controllers
   start_node
