@@ -16,7 +16,11 @@
 #   kubelet 10250, healthz 10248           kube-proxy metrics 10249, healthz 10256
 #   containerd: CLUSTER_DIR/containerd/containerd.sock (separate from dockerd's containerd)
 #   Traefik (in-cluster, hostNetwork): web 8088, ping/metrics 8089
+# Node "127.0.0.1" (so apiserver→kubelet stays on loopback); no cluster DNS.
 # Networks: pods 10.88.0.0/16 on bridge cni0, Services 10.96.0.0/16 (kube-proxy, iptables mode).
+# Outside CLUSTER_DIR: /var/log/containers and /run/containerd (removed by "down" when "up" created
+# them and they are empty), iptables chains KUBE-*/CNI-*, cgroups */kubepods, netns cni-*.
+# Caches kept by "down": ${DEPLOY_APPS_CACHE}/{go,<component>-<version>,cluster-images,pause-*}.
 # Host settings made by "up" and left in place by "down" (shared with dockerd, harmless):
 #   net.ipv4.ip_forward=1, net.bridge.bridge-nf-call-iptables=1, "/" mounted rshared.
 
