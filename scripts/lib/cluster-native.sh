@@ -214,6 +214,10 @@ host_ip() {
 }
 
 native_preflight() {
+  # The machine's Go (for the pause binary) may not be on a CI shell's PATH.
+  if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    PATH="/usr/local/go/bin:${PATH}"
+  fi
   [[ "$(uname -s)" == Linux ]] || die "the native provider runs on Linux only; use CLUSTER_PROVIDER=kind"
   [[ "$(id -u)" == 0 ]] || die "the native provider must run as root (it runs the kubelet)"
   ensure_packages containerd runc containernetworking-plugins iptables conntrack openssl jq curl \
@@ -222,7 +226,7 @@ native_preflight() {
   for plugin in bridge host-local portmap firewall loopback; do
     [[ -x "${CNI_BIN_DIR}/${plugin}" ]] || die "CNI plugin missing: ${CNI_BIN_DIR}/${plugin}"
   done
-  require_commands containerd containerd-shim-runc-v2 runc iptables openssl jq curl ip ss findmnt
+  require_commands go containerd containerd-shim-runc-v2 runc iptables openssl jq curl ip ss findmnt
 }
 
 # Kernel and mount settings the kubelet and the bridge CNI need.
