@@ -608,6 +608,10 @@ native_up() {
   require_ports_free kube-proxy 10249 10256
   require_ports_free kube-controller-manager 10257
   require_ports_free kube-scheduler 10259
+  # Traefik's ports: free, or already held by our Traefik (which answers as the ingress).
+  if ! ingress_answers; then
+    require_ports_free traefik "${INGRESS_ADDRESS##*:}" 8089
+  fi
   prepare_host
   make_pki "${ip}"
   write_configs
