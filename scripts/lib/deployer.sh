@@ -31,6 +31,8 @@ deployer_build() {
 
   export CCACHE_DIR="${CCACHE_DIR:-${DEPLOY_APPS_CACHE}/ccache}"
   mkdir -p "${CCACHE_DIR}"
+  # Paths relative to the checkout, so a fresh clone elsewhere (CI) still hits the cache.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-${REPO_ROOT}}"
   local launcher=()
   command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   cmake -S "${REPO_ROOT}" -B "${build_dir}" -G Ninja "${launcher[@]}" "${cmake_args[@]}" >&2
