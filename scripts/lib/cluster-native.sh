@@ -94,6 +94,14 @@ daemon_pid() {
   printf '%s\n' "${pid}"
 }
 
+# Closes the fd of scripts/cluster's lock in this (sub)shell: a long-lived child that inherited
+# it would hold the lock forever.
+close_cluster_lock() {
+  if [[ -n "${CLUSTER_LOCK_FD:-}" ]]; then
+    exec {CLUSTER_LOCK_FD}>&-
+  fi
+}
+
 # Starts a daemon unless it is running. Arguments: name, executable, its arguments.
 start_daemon() {
   local name="$1" exe="$2"
@@ -108,7 +116,11 @@ start_daemon() {
   [[ -x "${real_exe}" ]] || die "${name}: executable not found: ${exe}"
   mkdir -p "${RUN_DIR}" "${LOG_DIR}"
   # exe may be a symlink to the multi-call kube binary, which dispatches on the name it is run as.
-  setsid "${exe}" "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
+  # The subshell execs setsid, which execs the daemon: $! is the daemon's PID.
+  (
+    close_cluster_lock
+    exec setsid "${exe}" "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null
+  ) &
   pid=$!
   printf '%s\n%s\n' "${pid}" "${real_exe}" >"${RUN_DIR}/${name}.pid"
   # setsid execs the daemon; until it has, /proc/PID/exe still names setsid.
@@ -430,7 +442,7 @@ scratch_image_archive() {
   local ref="$1" binary="$2" archive
   archive="${IMAGE_CACHE_DIR}/$(tr '/:' '__' <<<"${ref}").tar"
   if [[ ! -s "${archive}" ]]; then
-    ensure_docker
+    (close_cluster_lock && ensure_docker)
     local docker context
     docker="$(docker_cli)"
     context="$(mktemp -d)"
