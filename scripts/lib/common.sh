@@ -10,9 +10,14 @@
 [[ -n "${_DEPLOY_APPS_COMMON_SH:-}" ]] && return 0
 readonly _DEPLOY_APPS_COMMON_SH=1
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-# shellcheck disable=SC2034 # used by the scripts that source this file
-readonly REPO_ROOT
+_common_repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# A caller (e.g. the ./deploy-apps wrapper) may already hold the same REPO_ROOT, even read-only.
+if [[ "${REPO_ROOT:-}" != "${_common_repo_root}" ]]; then
+  REPO_ROOT="${_common_repo_root}"
+  # shellcheck disable=SC2034 # used by the scripts that source this file
+  readonly REPO_ROOT
+fi
+unset _common_repo_root
 readonly DEPLOY_APPS_CACHE="${DEPLOY_APPS_CACHE:-/var/cache/deploy-apps}"
 readonly DEPLOY_APPS_STATE="${DEPLOY_APPS_STATE:-/var/lib/deploy-apps}"
 

@@ -48,7 +48,9 @@ std::string gnuplot_string(std::string_view text) {
   return out + "'";
 }
 
-double seconds(Offset offset) { return static_cast<double>(offset.count()) / 1e6; }
+double seconds(Offset offset) {
+  return static_cast<double>(offset.count()) / 1e6;
+}
 // Log-scale axes cannot show 0.
 double latency_ms(const Record& record) {
   return std::max(0.001, static_cast<double>(record.latency().count()) / 1000.0);

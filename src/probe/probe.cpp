@@ -633,14 +633,32 @@ net::awaitable<void> Probe::Impl::single_request(RequestSpec spec) {
 
 Probe::Probe(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 Probe::~Probe() = default;
-void Probe::start() { impl_->start(); }
-void Probe::mark(std::string_view name) { impl_->mark(name); }
-void Probe::request_stop() { impl_->request_stop(); }
-void Probe::wait() { impl_->wait(); }
-void Probe::cancel() { impl_->cancel(); }
-std::size_t Probe::failure_count() const noexcept { return impl_->failure_count(); }
-std::size_t Probe::completed_count() const noexcept { return impl_->completed_count(); }
-bool Probe::running() const noexcept { return impl_->running(); }
-Report Probe::report() const { return impl_->report(); }
+void Probe::start() {
+  impl_->start();
+}
+void Probe::mark(std::string_view name) {
+  impl_->mark(name);
+}
+void Probe::request_stop() {
+  impl_->request_stop();
+}
+void Probe::wait() {
+  impl_->wait();
+}
+void Probe::cancel() {
+  impl_->cancel();
+}
+std::size_t Probe::failure_count() const noexcept {
+  return impl_->failure_count();
+}
+std::size_t Probe::completed_count() const noexcept {
+  return impl_->completed_count();
+}
+bool Probe::running() const noexcept {
+  return impl_->running();
+}
+Report Probe::report() const {
+  return impl_->report();
+}
 
 }  // namespace deployapps::probe

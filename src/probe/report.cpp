@@ -64,8 +64,12 @@ bool is_short(RequestKind kind) noexcept {
          kind == RequestKind::fresh_get;
 }
 
-double to_ms(Offset offset) { return static_cast<double>(offset.count()) / 1000.0; }
-double to_seconds(Offset offset) { return static_cast<double>(offset.count()) / 1e6; }
+double to_ms(Offset offset) {
+  return static_cast<double>(offset.count()) / 1000.0;
+}
+double to_seconds(Offset offset) {
+  return static_cast<double>(offset.count()) / 1e6;
+}
 
 LatencyStats latency_stats(std::vector<Offset> latencies) {
   LatencyStats stats;
@@ -260,8 +264,12 @@ std::string format_versions(const std::vector<VersionCount>& versions) {
 
 }  // namespace
 
-std::string_view to_string(RequestKind kind) noexcept { return name_of(kKindNames, kind); }
-std::string_view to_string(ErrorClass error) noexcept { return name_of(kErrorNames, error); }
+std::string_view to_string(RequestKind kind) noexcept {
+  return name_of(kKindNames, kind);
+}
+std::string_view to_string(ErrorClass error) noexcept {
+  return name_of(kErrorNames, error);
+}
 RequestKind request_kind_from_string(std::string_view name) {
   return value_of(kKindNames, name, "request kind");
 }

@@ -21,7 +21,9 @@ TEST_CASE("config: target URL parsing", "[probe][config]") {
     CHECK(target.port == 80);
     CHECK(target.authority == "go-app.localhost");
   }
-  SECTION("no port means 80") { CHECK(probe::Target::parse("http://10.96.0.12").port == 80); }
+  SECTION("no port means 80") {
+    CHECK(probe::Target::parse("http://10.96.0.12").port == 80);
+  }
   SECTION("IPv6 literal") {
     const auto target = probe::Target::parse("http://[::1]:8080");
     CHECK(target.host == "::1");

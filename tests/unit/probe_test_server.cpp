@@ -193,12 +193,24 @@ class TestServer::Impl {
 TestServer::TestServer(Policy policy, std::chrono::milliseconds line_interval)
     : impl_(std::make_unique<Impl>(std::move(policy), line_interval)) {}
 TestServer::~TestServer() = default;
-std::uint16_t TestServer::port() const { return impl_->port(); }
-std::string TestServer::url() const { return fmt::format("http://127.0.0.1:{}", port()); }
-void TestServer::set_version(std::string version) { impl_->set_version(std::move(version)); }
-std::size_t TestServer::connections() const { return impl_->connections.load(); }
-std::size_t TestServer::requests() const { return impl_->requests.load(); }
-std::string TestServer::last_host_header() const { return impl_->last_host(); }
+std::uint16_t TestServer::port() const {
+  return impl_->port();
+}
+std::string TestServer::url() const {
+  return fmt::format("http://127.0.0.1:{}", port());
+}
+void TestServer::set_version(std::string version) {
+  impl_->set_version(std::move(version));
+}
+std::size_t TestServer::connections() const {
+  return impl_->connections.load();
+}
+std::size_t TestServer::requests() const {
+  return impl_->requests.load();
+}
+std::string TestServer::last_host_header() const {
+  return impl_->last_host();
+}
 
 std::uint16_t closed_port() {
   net::io_context ioc;
