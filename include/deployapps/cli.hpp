@@ -1,0 +1,42 @@
+// The command line: `deploy-apps [options] APP...`. run() is the whole program; main() only calls
+// it. Subcommands (part 3: `deploy-apps probe URL`) are added next to the deploy options.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "deployapps/environment.hpp"
+#include "deployapps/manifests.hpp"
+
+namespace deployapps {
+
+enum class OutputFormat { kText, kJson };
+
+struct DeployOptions {
+  std::vector<std::string> apps;
+  std::optional<std::string> context;
+  std::optional<std::string> kubeconfig;
+  std::optional<std::string> namespace_name;
+  Environment environment = Environment::kLocal;
+  std::optional<std::string> tag;
+  std::vector<std::string> set_values;
+  bool dry_run = false;
+  bool server_dry_run = false;
+  std::string timeout = "5m";
+  int verbosity = 0;
+  OutputFormat output = OutputFormat::kText;
+  std::optional<std::string> repo_root;
+};
+
+// Binds the deploy options to the top-level command.
+void setup_deploy_options(CLI::App& app, DeployOptions& options);
+
+// Runs the program; returns the exit code (0 ok, 1 failed, 2 usage error).
+[[nodiscard]] int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+                      const ProcessEnvironment& environment);
+[[nodiscard]] int run(int argc, char** argv);
+
+}  // namespace deployapps

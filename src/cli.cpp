@@ -1,0 +1,167 @@
+#include "deployapps/cli.hpp"
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "deployapps/deploy.hpp"
+#include "deployapps/errors.hpp"
+#include "deployapps/version.hpp"
+
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in any header
+
+namespace deployapps {
+
+ProcessEnvironment ProcessEnvironment::current() {
+  std::map<std::string, std::string> variables;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const auto equals = text.find('=');
+    if (equals != std::string_view::npos) {
+      variables.emplace(std::string(text.substr(0, equals)), std::string(text.substr(equals + 1)));
+    }
+  }
+  return ProcessEnvironment(std::move(variables));
+}
+
+std::optional<std::string> ProcessEnvironment::get(const std::string& name) const {
+  const auto it = variables_.find(name);
+  if (it == variables_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+void setup_deploy_options(CLI::App& app, DeployOptions& options) {
+  app.add_option("APP", options.apps,
+                 "Apps to deploy: folders under apps/ with manifests/<app>/values.yaml");
+  app.add_option("--context", options.context,
+                 "kubeconfig context to use (default: the current context)");
+  app.add_option("--kubeconfig", options.kubeconfig,
+                 "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster, then the "
+                 "project's local cluster)");
+  app.add_option("-n,--namespace", options.namespace_name,
+                 "Namespace to deploy into (default: one named after each app)");
+  app.add_option("--env", options.environment,
+                 "Environment whose values to use: local or production")
+      ->transform(CLI::CheckedTransformer(
+                      std::map<std::string, Environment>{{"local", Environment::kLocal},
+                                                         {"production", Environment::kProduction}},
+                      CLI::ignore_case)
+                      .description(""))
+      ->type_name("ENV")
+      ->default_str("local");
+  app.add_option("--tag", options.tag,
+                 "Image tag and app version (default: the git commit, -dirty when modified)");
+  app.add_option("--set", options.set_values,
+                 "Override a manifest value, e.g. --set replicas=3 (repeatable)")
+      ->type_name("PATH=VALUE")
+      ->allow_extra_args(false);  // one value per --set; what follows is an APP
+  auto* dry_run = app.add_flag("--dry-run", options.dry_run,
+                               "Print the rendered manifests as YAML; no cluster is needed");
+  auto* server_dry_run = app.add_flag(
+      "--server-dry-run", options.server_dry_run,
+      "Validate against the cluster (dryRun=All: real schemas and admission); change nothing");
+  dry_run->excludes(server_dry_run);
+  app.add_option("--timeout", options.timeout, "Deadline for the whole command, e.g. 90s, 5m, 1h")
+      ->type_name("DURATION")
+      ->check([](const std::string& text) {
+        try {
+          (void)parse_duration(text);
+          return std::string();
+        } catch (const UsageError& error) {
+          return std::string(error.what());
+        }
+      })
+      ->default_str("5m");
+  app.add_flag("-v,--verbose", options.verbosity,
+               "More logging on stderr: -v info, -vv debug, -vvv trace");
+  app.add_option("-o,--output", options.output, "Output format: text, or json for CI")
+      ->transform(CLI::CheckedTransformer(
+                      std::map<std::string, OutputFormat>{{"text", OutputFormat::kText},
+                                                          {"json", OutputFormat::kJson}},
+                      CLI::ignore_case)
+                      .description(""))
+      ->type_name("FORMAT")
+      ->default_str("text");
+  app.add_option("--repo-root", options.repo_root,
+                 "Repository holding apps/ and manifests/ (default: $DEPLOY_APPS_ROOT, else the "
+                 "source tree of this build)")
+      ->check(CLI::ExistingDirectory);
+}
+
+namespace {
+
+void configure_logging(std::ostream& err, int verbosity) {
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(err, true);
+  auto logger = std::make_shared<spdlog::logger>("deploy-apps", std::move(sink));
+  logger->set_pattern("[%H:%M:%S] %l: %v");
+  logger->set_level(verbosity >= 3   ? spdlog::level::trace
+                    : verbosity == 2 ? spdlog::level::debug
+                    : verbosity == 1 ? spdlog::level::info
+                                     : spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+}
+
+int report_error(const std::string& message, ExitCode code, OutputFormat output, std::ostream& out,
+                 std::ostream& err) {
+  err << "deploy-apps: error: " << message << '\n';
+  if (output == OutputFormat::kJson) {
+    out << nlohmann::json{{"result", "error"},
+                          {"error", message},
+                          {"exitCode", static_cast<int>(code)}}
+               .dump(2)
+        << '\n';
+  }
+  return static_cast<int>(code);
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const ProcessEnvironment& environment) {
+  CLI::App app("Deploys the apps in this repository to Kubernetes with server-side apply.",
+               "deploy-apps");
+  app.set_version_flag("--version", std::string(kVersion));
+  app.footer(
+      "Exit codes: 0 success, 1 the deploy failed, 2 bad usage (nothing was changed).\n"
+      "Examples:\n"
+      "  deploy-apps go-app node-app\n"
+      "  deploy-apps --dry-run go-app > go-app.yaml\n"
+      "  deploy-apps --server-dry-run --context prod --env production --set "
+      "image.registry=REGISTRY --set ingress.host=HOST go-app");
+  DeployOptions options;
+  setup_deploy_options(app, options);
+
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
+    app.parse(reversed);
+  } catch (const CLI::ParseError& error) {
+    // Prints help or version to `out`, or the error (and a pointer to --help) to `err`.
+    const int code = app.exit(error, out, err);
+    return code == 0 ? code : static_cast<int>(ExitCode::kUsage);
+  }
+  configure_logging(err, options.verbosity);
+  try {
+    DeployCommand command(options, environment, out);
+    command.run();
+    return static_cast<int>(ExitCode::kOk);
+  } catch (const Error& error) {
+    return report_error(error.what(), exit_code_for(error), options.output, out, err);
+  } catch (const std::exception& error) {
+    // A bug or an environment failure we did not foresee; still one clear line.
+    return report_error(fmt::format("internal error: {}", error.what()), ExitCode::kFailed,
+                        options.output, out, err);
+  }
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return run(args, std::cout, std::cerr, ProcessEnvironment::current());
+}
+
+}  // namespace deployapps

@@ -1,0 +1,162 @@
+// The deployer against a real cluster (DEPLOY_APPS_TEST_KUBECONFIG). Everything goes into a
+// namespace of its own, deleted at the end, so the apps' real namespaces are left alone.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "deployapps/cli.hpp"
+#include "deployapps/discovery.hpp"
+#include "deployapps/kube_client.hpp"
+#include "deployapps/kubeconfig.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using deployapps::Deadline;
+using deployapps::KubeClient;
+using deployapps::testing::FixtureRepo;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kNamespace = "deployer-test";
+
+std::string kubeconfig() {
+  return std::getenv("DEPLOY_APPS_TEST_KUBECONFIG");
+}
+
+KubeClient client() {
+  const auto config = deployapps::load_kubeconfig({kubeconfig()});
+  return KubeClient(deployapps::resolve_context(config, std::nullopt));
+}
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result deploy(const FixtureRepo& repo, std::vector<std::string> args) {
+  args.insert(args.begin(), {"--kubeconfig", kubeconfig(), "--namespace", kNamespace, "--tag",
+                             "cluster-test", "-v"});
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code =
+      deployapps::run(args, out, err,
+                      deployapps::ProcessEnvironment({{"DEPLOY_APPS_ROOT", repo.root().string()},
+                                                      {"HOME", (repo.root() / "home").string()}}));
+  return {code, out.str(), err.str()};
+}
+
+std::string deployment_version(KubeClient& api, const std::string& app) {
+  const auto deployment =
+      api.get("/apis/apps/v1/namespaces/" + std::string(kNamespace) + "/deployments/" + app,
+              Deadline::after(30s));
+  return deployment["metadata"]["resourceVersion"].get<std::string>();
+}
+
+// Removes the test namespace when the run ends, whatever happened.
+struct NamespaceCleanup {
+  ~NamespaceCleanup() {
+    try {
+      auto api = client();
+      deployapps::ApiRequest request;
+      request.method = "DELETE";
+      request.path = "/api/v1/namespaces/" + std::string(kNamespace);
+      (void)api.request(request, Deadline::after(30s));
+    } catch (const std::exception& error) {
+      WARN("could not delete namespace " << kNamespace << ": " << error.what());
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("discovery on a real cluster", "[integration]") {
+  auto api = client();
+  deployapps::Discovery discovery(api);
+  const auto deployment = discovery.resolve("apps/v1", "Deployment", Deadline::after(30s));
+  CHECK(deployment.plural == "deployments");
+  CHECK(deployment.namespaced);
+  const auto ns = discovery.resolve("v1", "Namespace", Deadline::after(30s));
+  CHECK(ns.plural == "namespaces");
+  CHECK_FALSE(ns.namespaced);
+  CHECK(discovery.resolve("networking.k8s.io/v1", "Ingress", Deadline::after(30s)).plural ==
+        "ingresses");
+  CHECK(discovery.resolve("networking.k8s.io/v1", "NetworkPolicy", Deadline::after(30s)).plural ==
+        "networkpolicies");
+  CHECK(discovery.resolve("policy/v1", "PodDisruptionBudget", Deadline::after(30s)).plural ==
+        "poddisruptionbudgets");
+  CHECK_THROWS_AS(discovery.resolve("apps/v1", "NoSuchKind", Deadline::after(30s)),
+                  deployapps::UsageError);
+}
+
+TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integration]") {
+  const NamespaceCleanup cleanup;
+  const FixtureRepo repo;
+  auto api = client();
+
+  const auto first = deploy(repo, {"go-app", "node-app"});
+  INFO(first.err);
+  REQUIRE(first.code == 0);
+  CHECK_THAT(first.out, Catch::Contains("deployment.apps/go-app") &&
+                            Catch::Contains("deployment.apps/node-app"));
+  const auto ns = api.get("/api/v1/namespaces/" + std::string(kNamespace), Deadline::after(30s));
+  CHECK(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted");
+  for (const auto* path :
+       {"/apis/apps/v1/namespaces/deployer-test/deployments/go-app",
+        "/apis/apps/v1/namespaces/deployer-test/deployments/node-app",
+        "/api/v1/namespaces/deployer-test/services/go-app",
+        "/api/v1/namespaces/deployer-test/serviceaccounts/node-app",
+        "/apis/networking.k8s.io/v1/namespaces/deployer-test/ingresses/go-app",
+        "/apis/networking.k8s.io/v1/namespaces/deployer-test/networkpolicies/go-app",
+        "/apis/policy/v1/namespaces/deployer-test/poddisruptionbudgets/node-app"}) {
+    CAPTURE(path);
+    CHECK(api.get_if_exists(path, Deadline::after(30s)).has_value());
+  }
+  const auto deployment =
+      api.get("/apis/apps/v1/namespaces/deployer-test/deployments/go-app", Deadline::after(30s));
+  bool managed_by_us = false;
+  for (const auto& entry : deployment["metadata"]["managedFields"]) {
+    managed_by_us =
+        managed_by_us || (entry["manager"] == "deploy-apps" && entry["operation"] == "Apply");
+  }
+  CHECK(managed_by_us);
+
+  const auto go_version = deployment_version(api, "go-app");
+  const auto node_version = deployment_version(api, "node-app");
+  const auto again = deploy(repo, {"-o", "json", "go-app", "node-app"});
+  INFO(again.err);
+  REQUIRE(again.code == 0);
+  CHECK(deployment_version(api, "go-app") == go_version);
+  CHECK(deployment_version(api, "node-app") == node_version);
+  for (const auto& app : json::parse(again.out)["apps"]) {
+    for (const auto& object : app["objects"]) {
+      CAPTURE(object);
+      CHECK(object["operation"] == "unchanged");
+    }
+  }
+
+  // A pod spec that breaks the "restricted" profile: the server dry run must refuse it with
+  // the admission message, and change nothing.
+  const auto template_path = repo.root() / "manifests/templates/deployment.yaml";
+  auto text = deployapps::testing::read_file(template_path);
+  const std::string safe = "allowPrivilegeEscalation: false";
+  REQUIRE(text.find(safe) != std::string::npos);
+  text.replace(text.find(safe), safe.size(), "allowPrivilegeEscalation: true");
+  repo.dir().write("manifests/templates/deployment.yaml", text);
+  const auto rejected = deploy(repo, {"--server-dry-run", "go-app"});
+  CHECK(rejected.code == 1);
+  CHECK_THAT(rejected.err, Catch::Contains("violates PodSecurity \"restricted:latest\"") &&
+                               Catch::Contains("allowPrivilegeEscalation != false"));
+  CHECK(deployment_version(api, "go-app") == go_version);
+
+  // Strict field validation catches a typo the server would otherwise drop.
+  text = deployapps::testing::read_file(template_path);
+  text.replace(text.find("minReadySeconds:"), 16, "minReadySecond:");
+  repo.dir().write("manifests/templates/deployment.yaml", text);
+  const auto typo = deploy(repo, {"--server-dry-run", "go-app"});
+  CHECK(typo.code == 1);
+  CHECK_THAT(typo.err, Catch::Contains("minReadySecond"));
+  CHECK(deployment_version(api, "go-app") == go_version);
+}

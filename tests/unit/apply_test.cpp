@@ -1,0 +1,153 @@
+#include <catch2/catch.hpp>
+
+#include "deployapps/apply.hpp"
+#include "deployapps/errors.hpp"
+#include "support/fake_api.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using deployapps::Applier;
+using deployapps::ApplyOperation;
+using deployapps::ApplyOptions;
+using deployapps::Deadline;
+using deployapps::DryRun;
+using deployapps::KubeClient;
+using deployapps::testing::FakeApiServer;
+using nlohmann::json;
+
+namespace {
+
+std::vector<deployapps::PlannedObject> plan_for(KubeClient& client, const std::string& app) {
+  const deployapps::testing::FixtureRepo repo;
+  deployapps::RenderRequest request;
+  request.app = app;
+  request.tag = "v1";
+  const auto rendered = deployapps::render_app(deployapps::Repository(repo.root()), request);
+  deployapps::Discovery discovery(client);
+  return deployapps::plan_objects(discovery, rendered.objects, Deadline::after(10s));
+}
+
+std::vector<std::string> patched_paths(const FakeApiServer& api, bool dry_run) {
+  std::vector<std::string> paths;
+  for (const auto& request : api.requests()) {
+    if (request.method == "PATCH" && (request.query.count("dryRun") != 0) == dry_run) {
+      paths.push_back(request.path);
+    }
+  }
+  return paths;
+}
+
+std::vector<ApplyOperation> operations(const deployapps::ApplyResult& result) {
+  std::vector<ApplyOperation> out;
+  for (const auto& object : result.objects) {
+    out.push_back(object.operation);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("plans name kubectl-style and resolve paths before anything is sent", "[apply]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  const auto plan = plan_for(client, "go-app");
+  REQUIRE(plan.size() == 7);
+  CHECK(plan[0].display() == "namespace/go-app");
+  CHECK(plan[0].path == "/api/v1/namespaces/go-app");
+  CHECK(plan[5].display() == "deployment.apps/go-app");
+  CHECK(plan[5].path == "/apis/apps/v1/namespaces/go-app/deployments/go-app");
+  CHECK(plan[6].display() == "ingress.networking.k8s.io/go-app");
+  for (const auto& request : api.requests()) {
+    CHECK(request.method == "GET");  // discovery only
+  }
+}
+
+TEST_CASE("server-side apply: namespace first, dry run before every change", "[apply]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  const auto plan = plan_for(client, "go-app");
+  Applier applier(client, ApplyOptions{});
+  const auto first = applier.apply(plan, Deadline::after(30s));
+  CHECK(operations(first) == std::vector<ApplyOperation>(7, ApplyOperation::kCreated));
+
+  const auto real = patched_paths(api, false);
+  REQUIRE(real.size() == 7);
+  CHECK(real.front() == "/api/v1/namespaces/go-app");
+  for (const auto& request : api.requests()) {
+    if (request.method == "PATCH") {
+      CHECK(request.headers.at("content-type") == "application/apply-patch+yaml");
+      CHECK(request.query.at("fieldManager") == "deploy-apps");
+      CHECK(request.query.at("fieldValidation") == "Strict");
+      CHECK(request.query.at("force") == "true");
+      CHECK(json::parse(request.body).contains("apiVersion"));
+    }
+  }
+  // The deployment's service account did not exist during the dry run, so the pod admission
+  // check could not run the first time; it says so.
+  CHECK(first.notes.size() == 1);
+  CHECK_THAT(first.notes[0], Catch::Contains("service account go-app/go-app does not exist yet"));
+
+  SECTION("applying again changes nothing and says so") {
+    const auto second = applier.apply(plan, Deadline::after(30s));
+    CHECK(operations(second) == std::vector<ApplyOperation>(7, ApplyOperation::kUnchanged));
+    CHECK(second.notes.empty());
+    const auto deployment = api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app");
+    REQUIRE(deployment.has_value());
+    CHECK(second.objects[5].resource_version == (*deployment)["metadata"]["resourceVersion"]);
+    std::size_t pod_checks = 0;
+    for (const auto& request : api.requests()) {
+      if (request.method == "POST" && request.path == "/api/v1/namespaces/go-app/pods") {
+        ++pod_checks;
+        CHECK(request.query.at("dryRun") == "All");
+        const auto pod = json::parse(request.body);
+        CHECK(pod["kind"] == "Pod");
+        CHECK(pod["spec"]["containers"][0]["image"] == "127.0.0.1:5000/go-app:v1");
+      }
+    }
+    CHECK(pod_checks == 1);
+  }
+  SECTION("a changed object is reported as configured") {
+    auto changed = plan;
+    changed[5].object["spec"]["replicas"] = 3;
+    const auto result = applier.apply(changed, Deadline::after(30s));
+    CHECK(result.objects[5].operation == ApplyOperation::kConfigured);
+    CHECK(result.objects[4].operation == ApplyOperation::kUnchanged);
+  }
+}
+
+TEST_CASE("Pod Security rejection stops the apply before any workload changes", "[apply]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  const auto plan = plan_for(client, "go-app");
+  Applier applier(client, ApplyOptions{});
+  (void)applier.apply(plan, Deadline::after(30s));  // first deploy: everything exists now
+
+  api.reject_pods(deployapps::testing::status_body(
+      403, "Forbidden",
+      "pods \"go-app-admission-check-x\" is forbidden: violates PodSecurity "
+      "\"restricted:latest\": allowPrivilegeEscalation != false"));
+  auto bad = plan;
+  bad[5].object["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+               ["allowPrivilegeEscalation"] = true;
+  const auto patches_before = patched_paths(api, false).size();
+  CHECK_THROWS_WITH(applier.apply(bad, Deadline::after(30s)),
+                    Catch::Contains("admission check of the pods of deployment.apps/go-app") &&
+                        Catch::Contains("violates PodSecurity"));
+  // Only the namespace phase was applied for real.
+  CHECK(patched_paths(api, false).size() == patches_before + 1);
+}
+
+TEST_CASE("server dry run changes nothing and skips what a missing namespace holds", "[apply]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  const auto plan = plan_for(client, "node-app");
+  Applier applier(client, ApplyOptions{DryRun::kServer, "deploy-apps"});
+  const auto result = applier.apply(plan, Deadline::after(30s));
+  CHECK(patched_paths(api, false).empty());
+  CHECK(result.objects[0].operation == ApplyOperation::kCreated);
+  for (std::size_t i = 1; i < result.objects.size(); ++i) {
+    CHECK(result.objects[i].operation == ApplyOperation::kSkipped);
+    CHECK_THAT(result.objects[i].note, Catch::Contains("namespace node-app does not exist yet"));
+  }
+  CHECK_FALSE(api.stored("/api/v1/namespaces/node-app").has_value());
+}

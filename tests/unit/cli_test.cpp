@@ -1,0 +1,207 @@
+// The command line, run in-process: exit codes, messages, and that bad input touches nothing.
+#include <catch2/catch.hpp>
+
+#include <sstream>
+
+#include "deployapps/cli.hpp"
+#include "deployapps/yaml_json.hpp"
+#include "support/fake_api.hpp"
+#include "support/temp_dir.hpp"
+
+using deployapps::ProcessEnvironment;
+using deployapps::testing::FakeApiServer;
+using deployapps::testing::FixtureRepo;
+using deployapps::testing::TempDir;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+Result run_cli(std::vector<std::string> args, const FixtureRepo& repo,
+               std::map<std::string, std::string> environment = {}) {
+  environment.emplace("DEPLOY_APPS_ROOT", repo.root().string());
+  // No kubeconfig from the machine running the tests, and no local cluster.
+  environment.emplace("HOME", (repo.root() / "home").string());
+  environment.emplace("DEPLOY_APPS_STATE", (repo.root() / "state").string());
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = deployapps::run(args, out, err, ProcessEnvironment(std::move(environment)));
+  return {code, out.str(), err.str()};
+}
+
+}  // namespace
+
+TEST_CASE("CLI options bind to the options struct", "[cli]") {
+  CLI::App app;
+  deployapps::DeployOptions options;
+  deployapps::setup_deploy_options(app, options);
+  std::vector<std::string> args{"go-app",
+                                "node-app",
+                                "--context",
+                                "kind",
+                                "-n",
+                                "ns",
+                                "--env",
+                                "production",
+                                "--tag",
+                                "abc",
+                                "--set",
+                                "replicas=3",
+                                "--server-dry-run",
+                                "--timeout",
+                                "90s",
+                                "-vv",
+                                "-o",
+                                "json"};
+  std::reverse(args.begin(), args.end());
+  app.parse(args);
+  CHECK(options.apps == std::vector<std::string>{"go-app", "node-app"});
+  CHECK(options.context == std::string("kind"));
+  CHECK(options.namespace_name == std::string("ns"));
+  CHECK(options.environment == deployapps::Environment::kProduction);
+  CHECK(options.tag == std::string("abc"));
+  CHECK(options.set_values == std::vector<std::string>{"replicas=3"});
+  CHECK(options.server_dry_run);
+  CHECK_FALSE(options.dry_run);
+  CHECK(options.timeout == "90s");
+  CHECK(options.verbosity == 2);
+  CHECK(options.output == deployapps::OutputFormat::kJson);
+}
+
+TEST_CASE("help exits 0", "[cli]") {
+  const FixtureRepo repo;
+  const auto result = run_cli({"--help"}, repo);
+  CHECK(result.code == 0);
+  CHECK_THAT(result.out, Catch::Contains("Usage: deploy-apps") && Catch::Contains("--dry-run") &&
+                             Catch::Contains("--server-dry-run") && Catch::Contains("--timeout"));
+}
+
+TEST_CASE("usage errors exit 2 with a clear message", "[cli]") {
+  const FixtureRepo repo;
+  const auto [args, message] = GENERATE(table<std::vector<std::string>, std::string>({
+      {std::vector<std::string>{}, "no app given; known apps: go-app, node-app"},
+      {{"nope"}, "unknown app \"nope\"; known apps: go-app, node-app"},
+      {{"go-app", "go-app"}, "given more than once"},
+      {{"--bogus", "go-app"}, "--bogus"},
+      {{"--env", "staging", "go-app"}, "staging"},
+      {{"--output", "xml", "go-app"}, "xml"},
+      {{"--timeout", "soon", "go-app"}, "invalid duration"},
+      {{"--dry-run", "--server-dry-run", "go-app"}, "excludes"},
+      {{"--dry-run", "--set", "replicas=1", "go-app"}, "replicas must be at least 2"},
+      {{"--dry-run", "--tag", "has space", "go-app"}, "invalid tag"},
+      {{"--dry-run", "--env", "production", "go-app"}, "image.registry is required"},
+      {{"--dry-run", "--set", "oops", "go-app"}, "expected path=value"},
+  }));
+  CAPTURE(args);
+  const auto result = run_cli(args, repo);
+  CHECK(result.code == 2);
+  CHECK_THAT(result.err, Catch::Contains(message));
+  CHECK(result.out.empty());
+}
+
+TEST_CASE("dry run prints every object of every app as YAML, with no cluster", "[cli]") {
+  const FixtureRepo repo;
+  const auto result = run_cli({"--dry-run", "--tag", "v7", "go-app", "node-app"}, repo);
+  CHECK(result.code == 0);
+  CAPTURE(result.err);
+  const auto documents = deployapps::parse_yaml_documents(result.out, "stdout");
+  REQUIRE(documents.size() == 14);
+  CHECK(documents[0]["kind"] == "Namespace");
+  CHECK(documents[0]["metadata"]["name"] == "go-app");
+  CHECK(documents[7]["kind"] == "Namespace");
+  CHECK(documents[7]["metadata"]["name"] == "node-app");
+  CHECK_THAT(result.out,
+             Catch::Contains("# Source: manifests/templates/deployment.yaml (app go-app)"));
+}
+
+TEST_CASE("dry run with -o json prints a List", "[cli]") {
+  const FixtureRepo repo;
+  const auto result = run_cli({"--dry-run", "-o", "json", "--tag", "v7", "go-app"}, repo);
+  REQUIRE(result.code == 0);
+  const auto list = json::parse(result.out);
+  CHECK(list["kind"] == "List");
+  CHECK(list["items"].size() == 7);
+}
+
+TEST_CASE("errors in json mode are also json on stdout", "[cli]") {
+  const FixtureRepo repo;
+  const auto result = run_cli({"-o", "json", "nope"}, repo);
+  CHECK(result.code == 2);
+  const auto body = json::parse(result.out);
+  CHECK(body["result"] == "error");
+  CHECK(body["exitCode"] == 2);
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("unknown app"));
+}
+
+TEST_CASE("bad input touches nothing on the cluster", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const auto kubeconfig = api.write_kubeconfig(dir).string();
+  SECTION("an unknown context") {
+    const auto result =
+        run_cli({"--context", "nope", "go-app"}, repo, {{"KUBECONFIG", kubeconfig}});
+    CHECK(result.code == 2);
+    CHECK_THAT(result.err, Catch::Contains("context \"nope\" not found") &&
+                               Catch::Contains("known contexts: fake"));
+  }
+  SECTION("an unknown context with --dry-run") {
+    const auto result =
+        run_cli({"--dry-run", "--context", "nope", "go-app"}, repo, {{"KUBECONFIG", kubeconfig}});
+    CHECK(result.code == 2);
+    CHECK(result.out.empty());
+  }
+  SECTION("a template that does not render") {
+    repo.dir().write("manifests/templates/service.yaml", "kind: Service\nspec: ${missing}\n");
+    const auto result = run_cli({"go-app", "node-app"}, repo, {{"KUBECONFIG", kubeconfig}});
+    CHECK(result.code == 2);
+    CHECK_THAT(result.err, Catch::Contains("manifests/templates/service.yaml"));
+  }
+  SECTION("one bad app among good ones") {
+    const auto result = run_cli({"go-app", "nope"}, repo, {{"KUBECONFIG", kubeconfig}});
+    CHECK(result.code == 2);
+  }
+  CHECK(api.request_count() == 0);
+}
+
+TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const std::map<std::string, std::string> environment{
+      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
+  const auto first = run_cli({"--tag", "v1", "go-app", "node-app"}, repo, environment);
+  CAPTURE(first.err);
+  REQUIRE(first.code == 0);
+  CHECK_THAT(first.out, Catch::Contains("go-app: namespace/go-app created") &&
+                            Catch::Contains("node-app: deployment.apps/node-app created"));
+  const auto again =
+      run_cli({"--tag", "v1", "-o", "json", "go-app", "node-app"}, repo, environment);
+  REQUIRE(again.code == 0);
+  const auto report = json::parse(again.out);
+  CHECK(report["mode"] == "apply");
+  for (const auto& app : report["apps"]) {
+    for (const auto& object : app["objects"]) {
+      CHECK(object["operation"] == "unchanged");
+    }
+  }
+  const auto rejected = [&] {
+    api.reject_pods(deployapps::testing::status_body(
+        403, "Forbidden", "pods \"x\" is forbidden: violates PodSecurity \"restricted:latest\""));
+    return run_cli({"--tag", "v2", "--server-dry-run", "go-app"}, repo, environment);
+  }();
+  CHECK(rejected.code == 1);
+  CHECK_THAT(rejected.err, Catch::Contains("violates PodSecurity"));
+}
+
+TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start one", "[cli]") {
+  const FixtureRepo repo;
+  const auto result = run_cli({"--tag", "v1", "go-app"}, repo);
+  CHECK(result.code == 2);
+  CHECK_THAT(result.err, Catch::Contains("scripts/cluster up"));
+}

@@ -1,0 +1,250 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "deployapps/errors.hpp"
+#include "deployapps/manifests.hpp"
+#include "support/temp_dir.hpp"
+
+using deployapps::Environment;
+using deployapps::render_app;
+using deployapps::RenderedApp;
+using deployapps::RenderError;
+using deployapps::RenderRequest;
+using deployapps::Repository;
+using deployapps::testing::FixtureRepo;
+using nlohmann::json;
+
+namespace {
+
+RenderRequest request_for(const std::string& app) {
+  RenderRequest request;
+  request.app = app;
+  request.tag = "v1";
+  return request;
+}
+
+const json& object_of_kind(const RenderedApp& rendered, const std::string& kind) {
+  const auto it = std::find_if(rendered.objects.begin(), rendered.objects.end(),
+                               [&](const auto& o) { return o.object["kind"] == kind; });
+  REQUIRE(it != rendered.objects.end());
+  return it->object;
+}
+
+const json& container_of(const json& deployment) {
+  return deployment["spec"]["template"]["spec"]["containers"][0];
+}
+
+std::string env_value(const json& container, const std::string& name) {
+  for (const auto& variable : container["env"]) {
+    if (variable["name"] == name) {
+      return variable["value"].get<std::string>();
+    }
+  }
+  return "<unset>";
+}
+
+}  // namespace
+
+TEST_CASE("apps are discovered from apps/ plus manifests/<app>/values.yaml", "[manifests]") {
+  deployapps::testing::TempDir dir;
+  dir.write("apps/alpha/main.go", "package main\n");
+  dir.write("manifests/alpha/values.yaml", "replicas: 2\n");
+  dir.write("apps/no-manifests/README", "x\n");
+  dir.write("manifests/cluster/values.yaml", "not an app\n");
+  const Repository repository(dir.path());
+  CHECK(repository.app_names() == std::vector<std::string>{"alpha"});
+  CHECK(repository.app("alpha").name == "alpha");
+  CHECK_THROWS_AS(repository.app("no-manifests"), deployapps::UsageError);
+  CHECK_THROWS_WITH(repository.app("nope"), Catch::Contains("unknown app \"nope\"") &&
+                                                Catch::Contains("known apps: alpha"));
+}
+
+TEST_CASE("both apps render every object, namespace first", "[manifests]") {
+  const FixtureRepo repo;
+  const Repository repository(repo.root());
+  const auto app = GENERATE(as<std::string>{}, "go-app", "node-app");
+  const auto rendered = render_app(repository, request_for(app));
+  std::vector<std::string> kinds;
+  for (const auto& object : rendered.objects) {
+    kinds.push_back(object.object["kind"].get<std::string>());
+    CHECK(object.object["metadata"]["labels"]["app.kubernetes.io/name"] == app);
+    CHECK(object.object["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "deploy-apps");
+    CHECK(object.object["metadata"]["labels"]["app.kubernetes.io/version"] == "v1");
+  }
+  CHECK(kinds == std::vector<std::string>{"Namespace", "NetworkPolicy", "PodDisruptionBudget",
+                                          "ServiceAccount", "Service", "Deployment", "Ingress"});
+  CHECK(rendered.namespace_name == app);
+  CHECK(object_of_kind(rendered,
+                       "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] ==
+        "restricted");
+  CHECK(object_of_kind(rendered, "ServiceAccount")["automountServiceAccountToken"] == false);
+}
+
+TEST_CASE("the Deployment is set up for zero-downtime rollouts", "[manifests]") {
+  const FixtureRepo repo;
+  const auto rendered = render_app(Repository(repo.root()), request_for("go-app"));
+  const auto& deployment = object_of_kind(rendered, "Deployment");
+  const auto& spec = deployment["spec"];
+  CHECK(spec["replicas"].get<int>() >= 2);
+  CHECK(spec["strategy"]["type"] == "RollingUpdate");
+  CHECK(spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0);
+  CHECK(spec["strategy"]["rollingUpdate"]["maxSurge"].get<int>() >= 1);
+  CHECK(spec["minReadySeconds"].get<int>() > 0);
+  CHECK(spec["progressDeadlineSeconds"].get<int>() <= 120);
+  const auto& pod = spec["template"]["spec"];
+  // 10 s preStop + 125 s app shutdown timeout + 5 s margin.
+  CHECK(pod["terminationGracePeriodSeconds"] == 140);
+  const auto& container = container_of(deployment);
+  CHECK(container["lifecycle"]["preStop"]["sleep"]["seconds"] == 10);
+  CHECK(env_value(container, "SHUTDOWN_TIMEOUT_SECONDS") == "125");
+  CHECK(env_value(container, "APP_VERSION") == "v1");
+  CHECK(env_value(container, "PORT") == "8080");
+  CHECK(container["startupProbe"]["httpGet"]["path"] == "/healthz");
+  CHECK(container["readinessProbe"]["httpGet"]["path"] == "/readyz");
+  CHECK(container["livenessProbe"]["httpGet"]["path"] == "/healthz");
+  CHECK(container["resources"]["requests"].contains("cpu"));
+  CHECK(container["resources"]["limits"].contains("memory"));
+  CHECK(container["ports"][0] ==
+        json{{"name", "http"}, {"containerPort", 8080}, {"protocol", "TCP"}});
+  CHECK(container["image"] == "127.0.0.1:5000/go-app:v1");
+  // Pod Security "restricted".
+  CHECK(pod["securityContext"]["runAsNonRoot"] == true);
+  CHECK(pod["securityContext"]["runAsUser"] == 65532);
+  CHECK(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+  CHECK(container["securityContext"]["allowPrivilegeEscalation"] == false);
+  CHECK(container["securityContext"]["readOnlyRootFilesystem"] == true);
+  CHECK(container["securityContext"]["capabilities"]["drop"] == json::array({"ALL"}));
+  CHECK(pod["topologySpreadConstraints"][0]["matchLabelKeys"] ==
+        json::array({"pod-template-hash"}));
+  // The selector must not carry the version label, or every deploy would orphan the old pods.
+  CHECK(spec["selector"]["matchLabels"] ==
+        json{{"app.kubernetes.io/instance", "go-app"}, {"app.kubernetes.io/name", "go-app"}});
+  CHECK(spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v1");
+}
+
+TEST_CASE("Service, Ingress, PDB and NetworkPolicy", "[manifests]") {
+  const FixtureRepo repo;
+  const auto rendered = render_app(Repository(repo.root()), request_for("node-app"));
+  const auto& service = object_of_kind(rendered, "Service");
+  CHECK(service["spec"]["type"] == "ClusterIP");
+  CHECK(service["spec"]["ports"][0]["port"] == 80);
+  CHECK(service["spec"]["ports"][0]["targetPort"] == "http");
+  const auto& ingress = object_of_kind(rendered, "Ingress");
+  CHECK(ingress["spec"]["ingressClassName"] == "traefik");
+  CHECK(ingress["spec"]["rules"][0]["host"] == "node-app.localhost");
+  CHECK(object_of_kind(rendered, "PodDisruptionBudget")["spec"]["minAvailable"] == 1);
+  const auto& policy = object_of_kind(rendered, "NetworkPolicy");
+  CHECK(policy["spec"]["ingress"][0]["ports"][0]["port"] == "http");
+  // node-app's own values override the shared ones.
+  CHECK(container_of(object_of_kind(rendered, "Deployment"))["resources"]["limits"]["memory"] ==
+        "192Mi");
+}
+
+TEST_CASE("a digest pins the image; --namespace and --set override values", "[manifests]") {
+  const FixtureRepo repo;
+  auto request = request_for("go-app");
+  request.image_digest = "sha256:" + std::string(64, 'a');
+  request.namespace_name = "staging";
+  request.overrides.push_back(deployapps::parse_value_override("replicas=4"));
+  request.overrides.push_back(deployapps::parse_value_override("ingress.host=go.example.test"));
+  const auto rendered = render_app(Repository(repo.root()), request);
+  const auto& deployment = object_of_kind(rendered, "Deployment");
+  CHECK(container_of(deployment)["image"] ==
+        "127.0.0.1:5000/go-app@sha256:" + std::string(64, 'a'));
+  CHECK(deployment["metadata"]["namespace"] == "staging");
+  CHECK(object_of_kind(rendered, "Namespace")["metadata"]["name"] == "staging");
+  CHECK(deployment["spec"]["replicas"] == 4);
+  CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "go.example.test");
+}
+
+TEST_CASE("production needs a registry and a host", "[manifests]") {
+  const FixtureRepo repo;
+  auto request = request_for("go-app");
+  request.environment = Environment::kProduction;
+  CHECK_THROWS_WITH(
+      render_app(Repository(repo.root()), request),
+      Catch::Contains("image.registry is required") && Catch::Contains("--set image.registry="));
+  request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
+  CHECK_THROWS_WITH(render_app(Repository(repo.root()), request),
+                    Catch::Contains("ingress.host") && Catch::Contains("required"));
+  request.overrides.push_back(deployapps::parse_value_override("ingress.host=go.test"));
+  const auto rendered = render_app(Repository(repo.root()), request);
+  CHECK(object_of_kind(rendered, "Deployment")["spec"]["replicas"] == 3);
+  CHECK(container_of(object_of_kind(rendered, "Deployment"))["image"] == "registry.test/go-app:v1");
+}
+
+TEST_CASE("render errors say what is wrong", "[manifests]") {
+  const FixtureRepo repo;
+  const Repository repository(repo.root());
+  SECTION("too few replicas") {
+    auto request = request_for("go-app");
+    request.overrides.push_back(deployapps::parse_value_override("replicas=1"));
+    CHECK_THROWS_WITH(render_app(repository, request), Catch::Contains("at least 2"));
+  }
+  SECTION("a placeholder with no value") {
+    repo.dir().write("manifests/templates/configmap.yaml",
+                     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: "
+                     "${namespace}\ndata:\n  a: ${no.such.value}\n");
+    CHECK_THROWS_AS(render_app(repository, request_for("go-app")), RenderError);
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")),
+                      Catch::Contains("manifests/templates/configmap.yaml") &&
+                          Catch::Contains("${no.such.value}"));
+  }
+  SECTION("invalid YAML in a template") {
+    repo.dir().write("manifests/templates/broken.yaml", "kind: [\n");
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")),
+                      Catch::Contains("manifests/templates/broken.yaml"));
+  }
+  SECTION("a derived value set by hand") {
+    auto request = request_for("go-app");
+    request.overrides.push_back(
+        deployapps::parse_value_override("shutdown.terminationGracePeriodSeconds=30"));
+    CHECK_THROWS_WITH(render_app(repository, request), Catch::Contains("derived"));
+  }
+  SECTION("a bad tag") {
+    auto request = request_for("go-app");
+    request.tag = "bad tag!";
+    CHECK_THROWS_AS(render_app(repository, request), deployapps::UsageError);
+  }
+  SECTION("a bad --set") {
+    CHECK_THROWS_AS(deployapps::parse_value_override("novalue"), deployapps::UsageError);
+    CHECK_THROWS_AS(deployapps::parse_value_override("=3"), deployapps::UsageError);
+  }
+}
+
+TEST_CASE("placeholders: typed when alone and unquoted, text otherwise", "[manifests]") {
+  const json values = {{"n", 3}, {"name", "web"}, {"map", {{"a", 1}}}};
+  const auto documents = deployapps::render_template_text(
+      "count: ${n}\nquoted: \"${n}\"\nmixed: ${name}-${n}\nwhole: ${map}\nescaped: $${n}\n", values,
+      "inline");
+  REQUIRE(documents.size() == 1);
+  CHECK(documents[0] == json{{"count", 3},
+                             {"quoted", "3"},
+                             {"mixed", "web-3"},
+                             {"whole", {{"a", 1}}},
+                             {"escaped", "${n}"}});
+  CHECK_THROWS_WITH(deployapps::render_template_text("x: a-${map}\n", values, "inline"),
+                    Catch::Contains("map or list"));
+  CHECK_THROWS_WITH(deployapps::render_template_text("${name}: 1\n", values, "inline"),
+                    Catch::Contains("not allowed in map keys"));
+}
+
+TEST_CASE("apply order puts dependencies first", "[manifests]") {
+  CHECK(deployapps::apply_rank("Namespace") < deployapps::apply_rank("ServiceAccount"));
+  CHECK(deployapps::apply_rank("ServiceAccount") < deployapps::apply_rank("Deployment"));
+  CHECK(deployapps::apply_rank("Service") < deployapps::apply_rank("Deployment"));
+  CHECK(deployapps::apply_rank("Deployment") < deployapps::apply_rank("Ingress"));
+  CHECK(deployapps::apply_rank("Ingress") < deployapps::apply_rank("SomethingUnknown"));
+}
+
+TEST_CASE("a third app needs only a folder and a values file", "[manifests]") {
+  const FixtureRepo repo;
+  repo.dir().write("apps/third-app/Dockerfile", "FROM scratch\n");
+  repo.dir().write("manifests/third-app/values.yaml", "replicas: 3\n");
+  const Repository repository(repo.root());
+  CHECK(repository.app_names() == std::vector<std::string>{"go-app", "node-app", "third-app"});
+  const auto rendered = render_app(repository, request_for("third-app"));
+  CHECK(object_of_kind(rendered, "Deployment")["spec"]["replicas"] == 3);
+  CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "third-app.localhost");
+}

@@ -1,0 +1,161 @@
+#include "support/fake_api.hpp"
+
+#include <fmt/format.h>
+
+#include "deployapps/encoding.hpp"
+
+namespace deployapps::testing {
+using nlohmann::json;
+
+namespace {
+
+json resource_list(const std::string& group_version,
+                   const std::vector<std::tuple<std::string, std::string, bool>>& resources) {
+  json list = json::array();
+  for (const auto& [name, kind, namespaced] : resources) {
+    list.push_back(
+        {{"name", name}, {"kind", kind}, {"namespaced", namespaced}, {"verbs", {"get", "patch"}}});
+    list.push_back({{"name", name + "/status"}, {"kind", kind}, {"namespaced", namespaced}});
+  }
+  return {{"kind", "APIResourceList"}, {"groupVersion", group_version}, {"resources", list}};
+}
+
+const std::map<std::string, json>& discovery_documents() {
+  static const std::map<std::string, json> documents = {
+      {"/api/v1", resource_list("v1", {{"namespaces", "Namespace", false},
+                                       {"serviceaccounts", "ServiceAccount", true},
+                                       {"services", "Service", true},
+                                       {"pods", "Pod", true},
+                                       {"configmaps", "ConfigMap", true}})},
+      {"/apis/apps/v1", resource_list("apps/v1", {{"deployments", "Deployment", true},
+                                                  {"replicasets", "ReplicaSet", true}})},
+      {"/apis/policy/v1",
+       resource_list("policy/v1", {{"poddisruptionbudgets", "PodDisruptionBudget", true}})},
+      {"/apis/networking.k8s.io/v1",
+       resource_list("networking.k8s.io/v1",
+                     {{"ingresses", "Ingress", true}, {"networkpolicies", "NetworkPolicy", true}})},
+  };
+  return documents;
+}
+
+}  // namespace
+
+FakeApiServer::FakeApiServer() {
+  LeafSpec spec;
+  spec.dns_names = {"localhost"};
+  spec.ip_addresses = {"127.0.0.1"};
+  server_ = std::make_unique<TlsTestServer>(ServerTls{ca_.issue(spec), std::nullopt},
+                                            [this](const ReceivedRequest& r) { return handle(r); });
+}
+
+void FakeApiServer::override_path(const std::string& method, const std::string& path,
+                                  std::function<ServerReply(const ReceivedRequest&)> reply) {
+  const std::lock_guard lock(mutex_);
+  overrides_[method + " " + path] = std::move(reply);
+}
+
+void FakeApiServer::reject_pods(const json& status) {
+  const std::lock_guard lock(mutex_);
+  pod_rejection_ = status;
+}
+
+std::optional<json> FakeApiServer::stored(const std::string& path) const {
+  const std::lock_guard lock(mutex_);
+  const auto it = objects_.find(path);
+  if (it == objects_.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+RestConfig FakeApiServer::rest_config() const {
+  RestConfig config;
+  parse_server_url(config, fmt::format("https://127.0.0.1:{}", server_->port()));
+  config.ca_pem = ca_.ca().certificate_pem;
+  config.ca_source = "the fake apiserver CA";
+  config.token = "fake-token";
+  return config;
+}
+
+std::filesystem::path FakeApiServer::write_kubeconfig(const TempDir& dir) const {
+  const json config = {
+      {"apiVersion", "v1"},
+      {"kind", "Config"},
+      {"current-context", "fake"},
+      {"clusters",
+       {{{"name", "fake"},
+         {"cluster",
+          {{"server", fmt::format("https://127.0.0.1:{}", server_->port())},
+           {"certificate-authority-data", base64_encode(ca_.ca().certificate_pem)}}}}}},
+      {"users", {{{"name", "fake"}, {"user", {{"token", "fake-token"}}}}}},
+      {"contexts", {{{"name", "fake"}, {"context", {{"cluster", "fake"}, {"user", "fake"}}}}}}};
+  return dir.write("fake-kubeconfig", config.dump());  // JSON is YAML
+}
+
+ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
+  const std::lock_guard lock(mutex_);
+  if (const auto it = overrides_.find(request.method + " " + request.path);
+      it != overrides_.end()) {
+    return it->second(request);
+  }
+  if (request.headers.count("authorization") == 0 ||
+      request.headers.at("authorization") != "Bearer fake-token") {
+    return json_reply(401, status_body(401, "Unauthorized", "Unauthorized"));
+  }
+  if (request.method == "GET") {
+    if (const auto it = discovery_documents().find(request.path);
+        it != discovery_documents().end()) {
+      return json_reply(200, it->second);
+    }
+    if (const auto it = objects_.find(request.path); it != objects_.end()) {
+      return json_reply(200, it->second);
+    }
+    return json_reply(404, status_body(404, "NotFound", request.path + " not found"));
+  }
+  const bool dry_run = request.query.count("dryRun") != 0;
+  if (request.method == "POST" && request.path.ends_with("/pods")) {
+    if (pod_rejection_) {
+      return json_reply((*pod_rejection_)["code"].get<unsigned>(), *pod_rejection_);
+    }
+    auto pod = json::parse(request.body);
+    return json_reply(201, pod);
+  }
+  if (request.method == "PATCH") {
+    if (request.headers.at("content-type") != "application/apply-patch+yaml" ||
+        request.query.count("fieldManager") == 0) {
+      return json_reply(400, status_body(400, "BadRequest", "not a server-side apply"));
+    }
+    auto applied = json::parse(request.body);
+    const auto existing = objects_.find(request.path);
+    // Namespaced objects need their namespace, as on a real server.
+    const auto namespaces = request.path.find("/namespaces/");
+    if (namespaces != std::string::npos &&
+        request.path.find('/', namespaces + 12) != std::string::npos) {
+      const auto name_end = request.path.find('/', namespaces + 12);
+      const auto ns = request.path.substr(namespaces + 12, name_end - namespaces - 12);
+      if (objects_.count("/api/v1/namespaces/" + ns) == 0) {
+        return json_reply(404, status_body(404, "NotFound", "namespaces \"" + ns + "\" not found"));
+      }
+    }
+    if (existing == objects_.end()) {
+      applied["metadata"]["resourceVersion"] = std::to_string(dry_run ? 0 : ++next_version_);
+      if (!dry_run) {
+        objects_[request.path] = applied;
+      }
+      return json_reply(201, applied);
+    }
+    auto current = existing->second;
+    const auto version = current["metadata"]["resourceVersion"];
+    current["metadata"].erase("resourceVersion");
+    if (current != applied && !dry_run) {
+      applied["metadata"]["resourceVersion"] = std::to_string(++next_version_);
+      existing->second = applied;
+      return json_reply(200, applied);
+    }
+    current["metadata"]["resourceVersion"] = version;
+    return json_reply(200, current);
+  }
+  return json_reply(405, status_body(405, "MethodNotAllowed", "not supported by the fake"));
+}
+
+}  // namespace deployapps::testing
