@@ -1,0 +1,3 @@
+module deploy-apps.local/cluster-smoke-server
+
+go 1.26
