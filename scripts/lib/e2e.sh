@@ -10,6 +10,7 @@
 #   E2E_STREAM_SECONDS  length of the probe's streams (default 20)
 #   E2E_STEADY_SECONDS  load before a change and after the last old pod is gone (default 4)
 #   E2E_TIMEOUT_SECONDS bound for one rollout, and for old pods to finish (default 180)
+#   DEPLOY_APPS         the deployer command (default: the repository's ./deploy-apps wrapper)
 
 [[ -n "${_DEPLOY_APPS_E2E_SH:-}" ]] && return 0
 readonly _DEPLOY_APPS_E2E_SH=1
@@ -28,8 +29,8 @@ readonly E2E_UNSAFE_SETTINGS=(
   --set shutdown.mode=immediate
   --set rollout.maxUnavailable=1
 )
-# The deploy-apps binary (the ./deploy-apps wrapper builds it; e2e_build_deployer runs that once).
-readonly E2E_DEPLOY_APPS="${REPO_ROOT}/deploy-apps"
+# The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
+readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
 
 # Image tag suffix of this build of both apps (set by e2e_publish_images).
 E2E_BUILD_ID=""
