@@ -24,10 +24,13 @@ readonly E2E_STEADY_SECONDS="${E2E_STEADY_SECONDS:-4}"
 readonly E2E_TIMEOUT_SECONDS="${E2E_TIMEOUT_SECONDS:-180}"
 # The safeguards the control run removes: no preStop pause, the app dies on SIGTERM without
 # draining, and the Deployment may take a serving pod away before its replacement is ready.
+# The short shutdown timeout only bounds how long a control pod lingers (its grace period becomes
+# 0 + 5 + 5 s): an app that is PID 1 may outlive the SIGTERM it re-raises.
 readonly E2E_UNSAFE_SETTINGS=(
   --set shutdown.preStopSleepSeconds=0
   --set shutdown.mode=immediate
   --set rollout.maxUnavailable=1
+  --set shutdown.appShutdownTimeoutSeconds=5
 )
 # The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
 readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
@@ -54,9 +57,12 @@ e2e_build_deployer() {
 # uses its --tag as the image tag and as APP_VERSION. Tags never move: pods use IfNotPresent.
 # Globals: E2E_BUILD_ID (set).
 e2e_publish_images() {
-  local built
-  built="$("${REPO_ROOT}/scripts/build-app-images" --push "${E2E_REGISTRY}")" \
-    || die "building the app images failed"
+  local built build_log="${E2E_OUT}/build-app-images.log"
+  mkdir -p "${E2E_OUT}"
+  if ! built="$("${REPO_ROOT}/scripts/build-app-images" --push "${E2E_REGISTRY}" 2>"${build_log}")"; then
+    tail -n 30 "${build_log}" >&2
+    die "building the app images failed (log: ${build_log})"
+  fi
   E2E_BUILD_ID="$(printf '%s\n' "${built}" | sha256sum | cut -c1-10)"
   local docker line app ref version
   docker="$(docker_cli)"
@@ -84,7 +90,9 @@ e2e_version() {
 e2e_deploy() {
   local version="$1" safety="$2"
   shift 2
-  local args=(--tag "$(e2e_version "${version}")")
+  local kubeconfig
+  kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
+  local args=(--kubeconfig "${kubeconfig}" --tag "$(e2e_version "${version}")")
   [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
   "${E2E_DEPLOY_APPS}" "${args[@]}" "$@" >&2
 }
