@@ -283,6 +283,14 @@ def print_summary(args, probes, pods, findings, rollout_seconds):
               f"{' (' + failures + ')' if failures else ''}; versions {versions or '-'}; "
               f"switch-over {switch}; p99 steady {probe.p99_steady_ms:.1f} ms, rollout "
               f"{probe.p99_rollout_ms:.1f} ms (x{ratio:.2f})")
+        if args.expect == "zero-downtime":
+            long_lived = probe.long_lived_before_rollout()
+            on_old = sum(1 for r in long_lived if r["error"] == "none" and r["version"] == args.old)
+            after = probe.started_after_old_gone()
+            on_new = sum(1 for r in after if r["error"] == "none" and r["version"] == args.new)
+            print(f"    long requests and streams started before the rollout: {on_old} of "
+                  f"{len(long_lived)} completed on {args.old}; started after the old pods were "
+                  f"gone: {on_new} of {len(after)} served by {args.new}")
     for app in pods:
         if args.expect != "no-op":
             codes = app.exit_codes(args.old)
