@@ -2,7 +2,7 @@
 """Judges one e2e scenario from the probe reports, the pod watch and the script's marks.
 
 Usage:
-  verdict.py --scenario NAME --expect zero-downtime|no-op|failures --old V --new V
+  verdict.py --scenario NAME --expect zero-downtime|no-op|rolled-back|failures --old V --new V
              --marks FILE --probe LABEL=REPORT.json... --pods APP=DIR... --out VERDICT.json
 
 Inputs:
@@ -18,6 +18,8 @@ Expectations:
                  is gone are all served by the new version; every old pod's container exits 0.
   no-op          every probe: 0 failed requests, one version only; the same pods before and after,
                  no restarts, no pod deleted.
+  rolled-back    a broken release the deployer rolled back: every probe: 0 failed requests, only
+                 the old version answered; afterwards only old-version pods are left.
   failures       the control run: every probe reports failed requests (> 0).
 
 Prints a summary per probe and exits 0 when the expectation holds, 1 when it does not, 2 on bad
@@ -233,9 +235,10 @@ def judge(args, probes, pods, marks):
             findings.append(f"{where}: {len(probe.failed)} failed requests {probe.failures_by_class}")
         if probe.cancelled:
             findings.append(f"{where}: {len(probe.cancelled)} requests cancelled")
-        if args.expect == "no-op":
-            if set(probe.versions) != {args.new}:
-                findings.append(f"{where}: versions {probe.versions}, expected only {args.new}")
+        if args.expect in ("no-op", "rolled-back"):
+            only = args.new if args.expect == "no-op" else args.old
+            if set(probe.versions) != {only}:
+                findings.append(f"{where}: versions {probe.versions}, expected only {only}")
             continue
         long_lived = probe.long_lived_before_rollout()
         if not long_lived:
@@ -262,6 +265,10 @@ def judge(args, probes, pods, marks):
             if app.restarts(app.after) != app.restarts(app.before):
                 findings.append(f"{app.app}: restarts went from {app.restarts(app.before)} to "
                                 f"{app.restarts(app.after)}")
+        elif args.expect == "rolled-back":
+            left = sorted({pod_version(p) for p in app.after.values()})
+            if left != [args.old]:
+                findings.append(f"{app.app}: pods left run {left}, expected only {args.old}")
         elif args.expect == "zero-downtime":
             codes = app.exit_codes(args.old)
             if not codes:
@@ -292,7 +299,7 @@ def print_summary(args, probes, pods, findings, rollout_seconds):
                   f"{len(long_lived)} completed on {args.old}; started after the old pods were "
                   f"gone: {on_new} of {len(after)} served by {args.new}")
     for app in pods:
-        if args.expect != "no-op":
+        if args.expect in ("zero-downtime", "failures"):
             codes = app.exit_codes(args.old)
             print(f"  {app.app}: old pods' exit codes "
                   + (" ".join(f"{n}={c}" for n, c in sorted(codes.items())) or "-"))
@@ -306,7 +313,7 @@ def print_summary(args, probes, pods, findings, rollout_seconds):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", required=True)
-    parser.add_argument("--expect", required=True, choices=("zero-downtime", "no-op", "failures"))
+    parser.add_argument("--expect", required=True, choices=("zero-downtime", "no-op", "rolled-back", "failures"))
     parser.add_argument("--old", required=True)
     parser.add_argument("--new", required=True)
     parser.add_argument("--marks", required=True)

@@ -154,6 +154,18 @@ class VerdictTest(unittest.TestCase):
         code, output = self.scenario.run(expect="no-op", old="v2")
         self.assertEqual(code, 0, output)
 
+    def test_a_rolled_back_release_must_leave_only_old_pods_and_versions(self):
+        self.scenario.records = [record(i, "keepalive-get", i / 10, i / 10 + 0.01, "v1")
+                                 for i in range(100)]
+        self.scenario.after = [pod("old-a", "v1"), pod("old-b", "v1")]
+        code, output = self.scenario.run(expect="rolled-back")
+        self.assertEqual(code, 0, output)
+        self.scenario.after = [pod("old-a", "v1"), pod("new-a", "v2")]
+        self.assert_fails("pods left run ['v1', 'v2']", expect="rolled-back")
+        self.scenario.after = [pod("old-a", "v1"), pod("old-b", "v1")]
+        self.scenario.records.append(record(9005, "fresh-get", 12.0, 12.1, "v2"))
+        self.assert_fails("expected only v1", expect="rolled-back")
+
     def test_bad_input_exits_2(self):
         with contextlib.redirect_stderr(io.StringIO()):
             code = verdict.main(["--scenario", "t", "--expect", "no-op", "--old", "a", "--new", "b",
