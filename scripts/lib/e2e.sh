@@ -35,6 +35,8 @@ readonly E2E_UNSAFE_SETTINGS=(
 # The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
 readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
 
+# The apps' FAULT seam (crash, unready) for the next deploys; empty for a healthy release.
+E2E_FAULT=""
 # Image tag suffix of this build of both apps (set by e2e_publish_images).
 E2E_BUILD_ID=""
 # PIDs of the background probes and pod watches of the scenario running now.
@@ -94,7 +96,13 @@ e2e_deploy() {
   kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
   local args=(--kubeconfig "${kubeconfig}" --tag "$(e2e_version "${version}")")
   [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
+  [[ -n "${E2E_FAULT}" ]] && args+=(--set "fault=${E2E_FAULT}")
   "${E2E_DEPLOY_APPS}" "${args[@]}" "$@" >&2
+}
+
+# True when the deployer watches its rollouts and rolls back a failed one (deployer part 2).
+e2e_deployer_rolls_back() {
+  "${E2E_DEPLOY_APPS}" --help 2>/dev/null | grep -q -- '--no-verify'
 }
 
 # Waits until an app's Deployment has rolled out. Arguments: app.

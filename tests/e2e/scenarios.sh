@@ -10,6 +10,9 @@
 #   scenario_rollout APP         1. v1 -> v2 under load: 0 failures, long-lived requests finish on
 #                                   v1, old pods exit 0, then v2 only
 #   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load
+#   scenario_broken APP FAULT    3. a release that crashes, never gets ready, or has no image
+#                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
+#                                   rolls back, 0 failures, only the old version ever answers
 #   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
 #   scenario_control APP         5. v1 -> v2 without the safeguards: the probe MUST see failures
 
@@ -40,7 +43,7 @@ e2e_prepare() {
 e2e_change_under_load() {
   local name="$1" expect="$2" from="$3" to="$4" safety="$5"
   shift 5
-  local apps=("$@") dir="${E2E_OUT}/${name}" app
+  local apps=("$@") dir="${E2E_OUT}/${name}" app new_version="${to}"
   log "scenario ${name}: ${from} -> ${to} (${safety}) of ${apps[*]} under load"
   rm -rf "${dir}"
   mkdir -p "${dir}"
@@ -61,6 +64,16 @@ e2e_change_under_load() {
   local changed=0
   e2e_mark "${marks}" rollout-start
   e2e_deploy "${to}" "${safety}" "${apps[@]}" || changed=$?
+  if [[ "${expect}" == rolled-back ]]; then
+    # The deployer must refuse the release (exit 1) and have rolled it back when it returns.
+    if ((changed == 1)); then
+      changed=0
+    else
+      err "scenario ${name}: deploy-apps exited ${changed} for a broken release, expected 1"
+      changed=1
+    fi
+    to="${from}"
+  fi
   for app in "${apps[@]}"; do
     ((changed == 0)) && { e2e_wait_rollout "${app}" || changed=$?; }
   done
@@ -82,7 +95,7 @@ e2e_change_under_load() {
     return 1
   fi
   e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
-    --new "$(e2e_version "${to}")" --marks "${marks}" --out "${dir}/verdict.json" \
+    --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
     "${verdict_args[@]}"
 }
 
@@ -100,6 +113,27 @@ scenario_both_apps() {
 scenario_noop() {
   e2e_prepare v2 safe go-app node-app
   e2e_change_under_load noop no-op v2 v2 safe go-app node-app
+}
+
+# Returns 3 (skipped) until the deployer rolls back failed releases itself.
+scenario_broken() {
+  local app="$1" fault="$2" version=v3
+  if ! e2e_deployer_rolls_back; then
+    log "scenario broken-${fault}-${app}: SKIPPED (this deploy-apps does not roll back yet)"
+    return 3
+  fi
+  e2e_prepare v2 safe "${app}"
+  # shellcheck disable=SC2034 # E2E_FAULT is read by e2e_deploy (scripts/lib/e2e.sh)
+  case "${fault}" in
+    crash | unready) E2E_FAULT="${fault}" ;;
+    missing-image) version=missing ;;  # no image was pushed under this tag
+    *) die "unknown fault: ${fault}" ;;
+  esac
+  local rc=0
+  e2e_change_under_load "broken-${fault}-${app}" rolled-back v2 "${version}" safe "${app}" || rc=$?
+  # shellcheck disable=SC2034 # read by e2e_deploy (scripts/lib/e2e.sh)
+  E2E_FAULT=""
+  return "${rc}"
 }
 
 scenario_control() {
