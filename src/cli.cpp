@@ -10,6 +10,8 @@
 
 #include "deployapps/deploy.hpp"
 #include "deployapps/errors.hpp"
+#include "deployapps/interrupts.hpp"
+#include "deployapps/probe_command.hpp"
 #include "deployapps/version.hpp"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in any header
@@ -131,11 +133,16 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       "Exit codes: 0 success, 1 the deploy failed, 2 bad usage (nothing was changed).\n"
       "Examples:\n"
       "  deploy-apps go-app node-app\n"
+      "  deploy-apps probe http://127.0.0.1:8088 --host go-app.localhost --duration 60s\n"
       "  deploy-apps --dry-run go-app > go-app.yaml\n"
       "  deploy-apps --server-dry-run --context prod --env production --set "
       "image.registry=REGISTRY --set ingress.host=HOST go-app");
   DeployOptions options;
   setup_deploy_options(app, options);
+  ProbeOptions probe_options;
+  auto* probe = setup_probe_command(app, probe_options);
+  probe->add_flag("-v,--verbose", options.verbosity, "More logging on stderr");
+  app.require_subcommand(0, 1);
 
   try {
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
@@ -146,6 +153,14 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return code == 0 ? code : static_cast<int>(ExitCode::kUsage);
   }
   configure_logging(err, options.verbosity);
+  if (probe->parsed()) {
+    if (!options.apps.empty()) {
+      return report_error("probe takes no app names (give them before `probe` to deploy)",
+                          ExitCode::kUsage, OutputFormat::kText, out, err);
+    }
+    const InterruptCounter interrupts;
+    return run_probe_command(probe_options, out, err, &interrupts.count());
+  }
   try {
     DeployCommand command(options, environment, out);
     command.run();

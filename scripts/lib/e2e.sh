@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Helpers for the zero-downtime e2e gate (scripts/test-e2e, scripts/bench-e2e) and its scenarios
+# (tests/e2e/scenarios.sh). Source it after scripts/lib/common.sh; do not run it.
+#
+# Settings (environment):
+#   E2E_OUT             reports and charts (default <repo>/out/e2e)
+#   E2E_REGISTRY        registry the app images are pushed to (default 127.0.0.1:5000)
+#   E2E_INGRESS_URL     the ingress controller from the host (default http://127.0.0.1:8088)
+#   E2E_LONG_SLEEP      ?sleep= of the probe's long requests (default 15s)
+#   E2E_STREAM_SECONDS  length of the probe's streams (default 20)
+#   E2E_STEADY_SECONDS  load before a change and after the last old pod is gone (default 4)
+#   E2E_TIMEOUT_SECONDS bound for one rollout, and for old pods to finish (default 180)
+#   DEPLOY_APPS         the deployer command (default: the repository's ./deploy-apps wrapper)
+
+[[ -n "${_DEPLOY_APPS_E2E_SH:-}" ]] && return 0
+readonly _DEPLOY_APPS_E2E_SH=1
+
+readonly E2E_OUT="${E2E_OUT:-${REPO_ROOT}/out/e2e}"
+readonly E2E_REGISTRY="${E2E_REGISTRY:-127.0.0.1:5000}"
+readonly E2E_INGRESS_URL="${E2E_INGRESS_URL:-http://127.0.0.1:8088}"
+readonly E2E_LONG_SLEEP="${E2E_LONG_SLEEP:-15s}"
+readonly E2E_STREAM_SECONDS="${E2E_STREAM_SECONDS:-20}"
+readonly E2E_STEADY_SECONDS="${E2E_STEADY_SECONDS:-4}"
+readonly E2E_TIMEOUT_SECONDS="${E2E_TIMEOUT_SECONDS:-180}"
+# The safeguards the control run removes: no preStop pause, the app dies on SIGTERM without
+# draining, and the Deployment may take a serving pod away before its replacement is ready.
+# The short shutdown timeout only bounds how long a control pod lingers (its grace period becomes
+# 0 + 5 + 5 s): an app that is PID 1 may outlive the SIGTERM it re-raises.
+readonly E2E_UNSAFE_SETTINGS=(
+  --set shutdown.preStopSleepSeconds=0
+  --set shutdown.mode=immediate
+  --set rollout.maxUnavailable=1
+  --set shutdown.appShutdownTimeoutSeconds=5
+)
+# The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
+readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
+
+# The apps' FAULT seam (crash, unready) for the next deploys; empty for a healthy release.
+E2E_FAULT=""
+# Image tag suffix of this build of both apps (set by e2e_publish_images).
+E2E_BUILD_ID=""
+# PIDs of the background probes and pod watches of the scenario running now.
+E2E_BACKGROUND_PIDS=()
+
+# kubectl of the cluster in use (scripts/cluster picks the provider).
+e2e_kubectl() {
+  "${REPO_ROOT}/scripts/cluster" kubectl "$@"
+}
+
+# Builds deploy-apps when needed, so later calls (some in the background) start at once.
+e2e_build_deployer() {
+  "${E2E_DEPLOY_APPS}" --version >/dev/null
+  "${E2E_DEPLOY_APPS}" probe --help >/dev/null 2>&1 \
+    || die "this deploy-apps has no 'probe' subcommand; the e2e gate needs it"
+}
+
+# Builds both app images, pushes them, and publishes the versions the scenarios deploy: the same
+# image under the tags v1-<id>, v2-<id>, v3-<id> (<id> from both digests), because the deployer
+# uses its --tag as the image tag and as APP_VERSION. Tags never move: pods use IfNotPresent.
+# Globals: E2E_BUILD_ID (set).
+e2e_publish_images() {
+  local built build_log="${E2E_OUT}/build-app-images.log"
+  mkdir -p "${E2E_OUT}"
+  if ! built="$("${REPO_ROOT}/scripts/build-app-images" --push "${E2E_REGISTRY}" 2>"${build_log}")"; then
+    tail -n 30 "${build_log}" >&2
+    die "building the app images failed (log: ${build_log})"
+  fi
+  E2E_BUILD_ID="$(printf '%s\n' "${built}" | sha256sum | cut -c1-10)"
+  local docker line app ref version
+  docker="$(docker_cli)"
+  while IFS= read -r line; do
+    app="${line%%=*}"
+    ref="${line#*=}"
+    [[ "${ref}" == "${E2E_REGISTRY}/${app}@sha256:"* ]] || die "unexpected image line: ${line}"
+    for version in v1 v2 v3; do
+      "${docker}" tag "${ref}" "${E2E_REGISTRY}/${app}:$(e2e_version "${version}")"
+      "${docker}" push --quiet "${E2E_REGISTRY}/${app}:$(e2e_version "${version}")" >/dev/null \
+        || die "pushing ${app} $(e2e_version "${version}") failed"
+    done
+  done <<<"${built}"
+  log "images published as v1/v2/v3-${E2E_BUILD_ID}"
+}
+
+# Prints the full version (image tag and APP_VERSION) for v1, v2 or v3.
+e2e_version() {
+  [[ -n "${E2E_BUILD_ID}" ]] || die "internal: e2e_publish_images has not run"
+  printf '%s-%s\n' "$1" "${E2E_BUILD_ID}"
+}
+
+# Deploys apps at a version with the deployer (never kubectl apply).
+# Arguments: v1|v2|v3, safe|unsafe, then the apps.
+e2e_deploy() {
+  local version="$1" safety="$2"
+  shift 2
+  local kubeconfig
+  kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
+  local args=(--kubeconfig "${kubeconfig}" --tag "$(e2e_version "${version}")")
+  [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
+  [[ -n "${E2E_FAULT}" ]] && args+=(--set "fault=${E2E_FAULT}")
+  "${E2E_DEPLOY_APPS}" "${args[@]}" "$@" >&2
+}
+
+# True when the deployer watches its rollouts and rolls back a failed one (deployer part 2).
+e2e_deployer_rolls_back() {
+  "${E2E_DEPLOY_APPS}" --help 2>/dev/null | grep -q -- '--no-verify'
+}
+
+# Waits until an app's Deployment has rolled out. Arguments: app.
+e2e_wait_rollout() {
+  e2e_kubectl -n "$1" rollout status "deployment/$1" --timeout "${E2E_TIMEOUT_SECONDS}s" >&2
+}
+
+# Waits until an app has no terminating pod: after a rollout, until the old pods have drained and
+# exited. Arguments: app.
+e2e_wait_settled() {
+  local app="$1" deadline=$((SECONDS + E2E_TIMEOUT_SECONDS)) terminating
+  while ((SECONDS < deadline)); do
+    terminating="$(e2e_kubectl -n "${app}" get pods \
+      -o 'jsonpath={.items[*].metadata.deletionTimestamp}')" || terminating="?"
+    [[ -z "${terminating}" ]] && return 0
+    sleep 0.5
+  done
+  die "${app}: pods still terminating after ${E2E_TIMEOUT_SECONDS}s"
+}
+
+# Prints the app Service's URL: its ClusterIP, which kube-proxy makes reachable from the host.
+e2e_service_url() {
+  local ip
+  ip="$(e2e_kubectl -n "$1" get service "$1" -o 'jsonpath={.spec.clusterIP}')"
+  [[ -n "${ip}" ]] || die "$1: Service has no ClusterIP"
+  printf 'http://%s\n' "${ip}"
+}
+
+# Waits until a URL answers 200 (the Service through kube-proxy, a new Ingress through Traefik).
+# Arguments: URL, Host header ("" for none).
+e2e_wait_answers() {
+  local url="$1" host="$2" deadline=$((SECONDS + 60))
+  local args=(--silent --output /dev/null --max-time 2 --write-out '%{http_code}')
+  [[ -n "${host}" ]] && args+=(--header "Host: ${host}")
+  while ((SECONDS < deadline)); do
+    [[ "$(curl "${args[@]}" "${url}/" 2>/dev/null)" == 200 ]] && return 0
+    sleep 1
+  done
+  die "${url} (Host ${host:-default}) does not answer 200 from this machine"
+}
+
+# Records a moment of the scenario. Arguments: marks file, name.
+e2e_mark() {
+  printf '%s %s\n' "$2" "$(date +%s.%N)" >>"$1"
+}
+
+# Starts a probe in the background; the scenario stops it with e2e_stop_background.
+# Arguments: output prefix (gets .json, .png, .txt), URL, Host header ("" for none).
+e2e_start_probe() {
+  local prefix="$1" url="$2" host="$3"
+  local args=(probe "${url}" --duration 600s --json "${prefix}.json" --chart "${prefix}.png"
+    --long-sleep "${E2E_LONG_SLEEP}" --stream-seconds "${E2E_STREAM_SECONDS}")
+  [[ -n "${host}" ]] && args+=(--host "${host}")
+  "${E2E_DEPLOY_APPS}" "${args[@]}" >"${prefix}.txt" 2>&1 &
+  E2E_BACKGROUND_PIDS+=("$!")
+}
+
+# Watches an app's pods in the background and snapshots them (before.json) into a directory.
+# Arguments: app, directory.
+e2e_start_pod_watch() {
+  local app="$1" dir="$2"
+  mkdir -p "${dir}"
+  e2e_kubectl -n "${app}" get pods -o json >"${dir}/before.json"
+  # setsid: its own process group, so stopping it also stops the kubectl that scripts/cluster runs.
+  setsid "${REPO_ROOT}/scripts/cluster" kubectl -n "${app}" get pods --watch -o json \
+    --output-watch-events >"${dir}/watch.json" 2>"${dir}/watch.err" &
+  E2E_BACKGROUND_PIDS+=("-$!")
+}
+
+# Snapshots an app's pods after a scenario (after.json). Arguments: app, directory.
+e2e_snapshot_pods() {
+  e2e_kubectl -n "$1" get pods -o json >"$2/after.json"
+}
+
+# Stops the probes (SIGTERM: they stop starting requests and let those in flight finish) and the
+# pod watches (their process groups), then waits for them. Returns non-zero when a probe could not
+# run (exit 2, or a crash); a probe that saw failed requests is judged by verdict.py instead.
+e2e_stop_background() {
+  local pid rc=0 status
+  for pid in "${E2E_BACKGROUND_PIDS[@]}"; do
+    kill -TERM -- "${pid}" 2>/dev/null || true
+  done
+  for pid in "${E2E_BACKGROUND_PIDS[@]}"; do
+    status=0
+    wait "${pid#-}" 2>/dev/null || status=$?
+    # Probe: 0 clean, 1 failed requests, 130 stopped early without failures. Watch: killed (143).
+    if [[ "${pid}" != -* ]] && ((status != 0 && status != 1 && status != 130)); then
+      err "probe (pid ${pid}) exited ${status}"
+      rc=1
+    fi
+  done
+  E2E_BACKGROUND_PIDS=()
+  return "${rc}"
+}
+
+# Judges a scenario: tests/e2e/verdict.py with the scenario's reports. Arguments: its flags.
+e2e_verdict() {
+  python3 "${REPO_ROOT}/tests/e2e/verdict.py" "$@"
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The zero-downtime scenarios (issue 6), run by scripts/test-e2e and scripts/bench-e2e on the
+# local cluster, whichever provider. Source it after scripts/lib/common.sh and scripts/lib/e2e.sh.
+#
+# Every scenario is: bring the apps to a known state, put them under the probe's mixed load through
+# their Service and through the ingress, make one change with the deployer, observe it with
+# kubectl, and let tests/e2e/verdict.py judge the reports. Each prints its summary and returns
+# non-zero when its expectation does not hold.
+#
+#   scenario_rollout APP         1. v1 -> v2 under load: 0 failures, long-lived requests finish on
+#                                   v1, old pods exit 0, then v2 only
+#   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load
+#   scenario_broken APP FAULT    3. a release that crashes, never gets ready, or has no image
+#                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
+#                                   rolls back, 0 failures, only the old version ever answers
+#   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
+#   scenario_control APP         5. v1 -> v2 without the safeguards: the probe MUST see failures
+
+# What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
+declare -A E2E_DEPLOYED=()
+
+# Brings apps to a version (and safety) and waits until only its pods are left. One deploy-apps call
+# for all of them. Arguments: v1|v2|v3, safe|unsafe, then the apps.
+e2e_prepare() {
+  local version="$1" safety="$2"
+  shift 2
+  local app todo=()
+  for app in "$@"; do
+    [[ "${E2E_DEPLOYED[${app}]:-}" == "${version} ${safety}" ]] || todo+=("${app}")
+  done
+  ((${#todo[@]} > 0)) || return 0
+  log "preparing ${todo[*]}: ${version} (${safety})"
+  e2e_deploy "${version}" "${safety}" "${todo[@]}" || die "deploying ${version} failed"
+  for app in "${todo[@]}"; do
+    e2e_wait_rollout "${app}" || die "${app}: ${version} did not roll out"
+    e2e_wait_settled "${app}"
+    E2E_DEPLOYED[${app}]="${version} ${safety}"
+  done
+}
+
+# Runs one change under load and judges it.
+# Arguments: scenario name, expectation (see verdict.py), from version, to version, safety, apps.
+e2e_change_under_load() {
+  local name="$1" expect="$2" from="$3" to="$4" safety="$5"
+  shift 5
+  local apps=("$@") dir="${E2E_OUT}/${name}" app new_version="${to}"
+  log "scenario ${name}: ${from} -> ${to} (${safety}) of ${apps[*]} under load"
+  rm -rf "${dir}"
+  mkdir -p "${dir}"
+  local marks="${dir}/marks.txt" verdict_args=() service_url
+  : >"${marks}"
+  for app in "${apps[@]}"; do
+    service_url="$(e2e_service_url "${app}")"
+    e2e_wait_answers "${service_url}" ""
+    e2e_wait_answers "${E2E_INGRESS_URL}" "${app}.localhost"
+    e2e_start_pod_watch "${app}" "${dir}/pods-${app}"
+    e2e_start_probe "${dir}/service-${app}" "${service_url}" ""
+    e2e_start_probe "${dir}/ingress-${app}" "${E2E_INGRESS_URL}" "${app}.localhost"
+    verdict_args+=(--probe "service-${app}=${dir}/service-${app}.json"
+      --probe "ingress-${app}=${dir}/ingress-${app}.json" --pods "${app}=${dir}/pods-${app}")
+  done
+  sleep "${E2E_STEADY_SECONDS}"
+
+  local changed=0
+  e2e_mark "${marks}" rollout-start
+  e2e_deploy "${to}" "${safety}" "${apps[@]}" || changed=$?
+  if [[ "${expect}" == rolled-back ]]; then
+    # The deployer must refuse the release (exit 1) and have rolled it back when it returns.
+    if ((changed == 1)); then
+      changed=0
+    else
+      err "scenario ${name}: deploy-apps exited ${changed} for a broken release, expected 1"
+      changed=1
+    fi
+    to="${from}"
+  fi
+  for app in "${apps[@]}"; do
+    ((changed == 0)) && { e2e_wait_rollout "${app}" || changed=$?; }
+  done
+  e2e_mark "${marks}" rollout-end
+  for app in "${apps[@]}"; do
+    ((changed == 0)) && { e2e_wait_settled "${app}" || changed=$?; }
+    E2E_DEPLOYED[${app}]="${to} ${safety}"
+  done
+  e2e_mark "${marks}" old-pods-gone
+  sleep "${E2E_STEADY_SECONDS}"
+
+  local stopped=0
+  e2e_stop_background || stopped=$?
+  for app in "${apps[@]}"; do
+    e2e_snapshot_pods "${app}" "${dir}/pods-${app}"
+  done
+  if ((changed != 0 || stopped != 0)); then
+    err "scenario ${name}: the deploy or a probe failed to run; see ${dir}"
+    return 1
+  fi
+  e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
+    --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
+    "${verdict_args[@]}"
+}
+
+scenario_rollout() {
+  local app="$1"
+  e2e_prepare v1 safe "${app}"
+  e2e_change_under_load "rollout-${app}" zero-downtime v1 v2 safe "${app}"
+}
+
+scenario_both_apps() {
+  e2e_prepare v2 safe go-app node-app
+  e2e_change_under_load both-apps zero-downtime v2 v3 safe go-app node-app
+}
+
+scenario_noop() {
+  e2e_prepare v2 safe go-app node-app
+  e2e_change_under_load noop no-op v2 v2 safe go-app node-app
+}
+
+# Returns 3 (skipped) until the deployer rolls back failed releases itself.
+scenario_broken() {
+  local app="$1" fault="$2" version=v3
+  if ! e2e_deployer_rolls_back; then
+    log "scenario broken-${fault}-${app}: SKIPPED (this deploy-apps does not roll back yet)"
+    return 3
+  fi
+  e2e_prepare v2 safe "${app}"
+  # shellcheck disable=SC2034 # E2E_FAULT is read by e2e_deploy (scripts/lib/e2e.sh)
+  case "${fault}" in
+    crash | unready) E2E_FAULT="${fault}" ;;
+    missing-image) version=missing ;;  # no image was pushed under this tag
+    *) die "unknown fault: ${fault}" ;;
+  esac
+  local rc=0
+  e2e_change_under_load "broken-${fault}-${app}" rolled-back v2 "${version}" safe "${app}" || rc=$?
+  # shellcheck disable=SC2034 # read by e2e_deploy (scripts/lib/e2e.sh)
+  E2E_FAULT=""
+  return "${rc}"
+}
+
+scenario_control() {
+  local app="$1"
+  e2e_prepare v1 unsafe "${app}"
+  e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}"
+}
