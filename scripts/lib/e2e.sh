@@ -144,6 +144,20 @@ e2e_wait_answers() {
   die "${url} (Host ${host:-default}) does not answer 200 from this machine"
 }
 
+# Fails when an Ingress in another namespace claims the app's host: Traefik would send part of the
+# host's traffic there (e.g. another test's leftover app), and its 503s are not the rollout's.
+# Arguments: app.
+e2e_require_own_ingress_host() {
+  local app="$1" claims others
+  claims="$(e2e_kubectl get ingress --all-namespaces \
+    -o 'jsonpath={range .items[*]}{.metadata.namespace}{" "}{.spec.rules[*].host}{"\n"}{end}')" \
+    || die "cannot list Ingresses"
+  others="$(awk -v app="${app}" -v host="${app}.localhost" \
+    '$1 != app { for (i = 2; i <= NF; i++) if ($i == host) print $1 }' <<<"${claims}")"
+  [[ -z "${others}" ]] || die "${app}.localhost is also routed by Ingresses in namespace(s): \
+$(tr '\n' ' ' <<<"${others}")- remove them (or give them another host) before the e2e gate"
+}
+
 # Records a moment of the scenario. Arguments: marks file, name.
 e2e_mark() {
   printf '%s %s\n' "$2" "$(date +%s.%N)" >>"$1"

@@ -50,6 +50,7 @@ e2e_change_under_load() {
   local marks="${dir}/marks.txt" verdict_args=() service_url
   : >"${marks}"
   for app in "${apps[@]}"; do
+    e2e_require_own_ingress_host "${app}"
     service_url="$(e2e_service_url "${app}")"
     e2e_wait_answers "${service_url}" ""
     e2e_wait_answers "${E2E_INGRESS_URL}" "${app}.localhost"
