@@ -152,6 +152,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     const int code = app.exit(error, out, err);
     return code == 0 ? code : static_cast<int>(ExitCode::kUsage);
   }
+  // The logger writes to `err`, which may not outlive this call (tests pass a string stream):
+  // the previous default logger comes back on return.
+  struct RestoreLogger {
+    std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+    ~RestoreLogger() { spdlog::set_default_logger(previous); }
+  } restore_logger;
   configure_logging(err, options.verbosity);
   if (probe->parsed()) {
     if (!options.apps.empty()) {
