@@ -175,16 +175,21 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
   TempDir dir;
   const std::map<std::string, std::string> environment{
       {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
-  const auto first = run_cli({"--tag", "v1", "go-app", "node-app"}, repo, environment);
+  // Pinned to a digest (no build) and not followed (the fake has no watches).
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  const auto first = run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app", "node-app"},
+                             repo, environment);
   CAPTURE(first.err);
   REQUIRE(first.code == 0);
   CHECK_THAT(first.out, Catch::Contains("go-app: namespace/go-app created") &&
                             Catch::Contains("node-app: deployment.apps/node-app created"));
   const auto again =
-      run_cli({"--tag", "v1", "-o", "json", "go-app", "node-app"}, repo, environment);
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "-o", "json", "go-app", "node-app"},
+              repo, environment);
   REQUIRE(again.code == 0);
   const auto report = json::parse(again.out);
   CHECK(report["mode"] == "apply");
+  CHECK(report["result"] == "ok");
   for (const auto& app : report["apps"]) {
     for (const auto& object : app["objects"]) {
       CHECK(object["operation"] == "unchanged");

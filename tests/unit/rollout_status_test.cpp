@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "deployapps/rollout.hpp"
 #include "deployapps/rollout_status.hpp"
 
 using deployapps::RolloutPhase;
@@ -206,4 +207,15 @@ TEST_CASE("label selectors become labelSelector queries", "[rollout]") {
                            {{"key", "legacy"}, {"operator", "DoesNotExist"}}}}};
   CHECK(deployapps::selector_query(expressions) ==
         "tier in (api,web),env notin (dev),canary,!legacy");
+}
+
+TEST_CASE("the version a template runs, and the live progress line", "[rollout]") {
+  const auto deployment = fixture("crash-deployment.json");
+  CHECK(deployapps::template_version(deployment["spec"]["template"]) == "v1");  // the label
+  auto unlabelled = deployment["spec"]["template"];
+  unlabelled["metadata"]["labels"].erase("app.kubernetes.io/version");
+  CHECK(deployapps::template_version(unlabelled) == "v2");  // APP_VERSION
+  CHECK(deployapps::progress_text(deployment, 0) == "1/2 updated, 2 available, 2 old running");
+  CHECK(deployapps::progress_text(fixture("after-v2-deployment.json"), 1) ==
+        "2/2 updated, 2 available, 1 old terminating");
 }
