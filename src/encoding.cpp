@@ -27,7 +27,7 @@ std::optional<std::string> base64_decode(std::string_view text) {
     return std::nullopt;
   }
   // EVP_DecodeBlock counts padding as zero bytes; drop them.
-  std::size_t size = static_cast<std::size_t>(written);
+  auto size = static_cast<std::size_t>(written);
   for (std::size_t i = compact.size(); i > 0 && compact[i - 1] == '='; --i) {
     --size;
   }

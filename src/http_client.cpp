@@ -101,7 +101,7 @@ ssl::context make_ssl_context(const TlsOptions& tls) {
 
 // Explains a failed certificate verification in words a user can act on.
 std::string explain_verify_failure(long result, const std::string& name, const TlsOptions& tls) {
-  const std::string what = X509_verify_cert_error_string(result);
+  std::string what = X509_verify_cert_error_string(result);
   const std::string trusted = tls.ca_pem
                                   ? fmt::format("the certificate authority from {}", tls.ca_source)
                                   : std::string("the system's trusted certificates");
@@ -223,15 +223,19 @@ class HttpsClient::Impl {
 
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
+  Impl(Impl&&) = delete;
+  Impl& operator=(Impl&&) = delete;
   ~Impl() { close(); }
 
   HttpResponse send(const HttpRequest& request, Deadline deadline) {
     // A kept-alive connection may have been closed by the server while idle; for idempotent
     // requests, one more try on a fresh connection is safe.
     for (int attempt = 0;; ++attempt) {
-      const bool reused = connection_ != nullptr && !peer_closed(*connection_);
+      if (connection_ != nullptr && peer_closed(*connection_)) {
+        drop();  // no TLS goodbye: the server has already gone
+      }
+      const bool reused = connection_ != nullptr;
       if (!reused) {
-        close();
         connection_ = connect(deadline);
       }
       auto& connection = *connection_;
@@ -307,7 +311,7 @@ class HttpsClient::Impl {
     HttpResponse head = from_beast(parser.get());
     const bool streaming = head.status == 200;
     LineSplitter splitter(on_line);
-    std::array<char, 64 * 1024> buffer{};
+    std::array<char, std::size_t{64} * 1024> buffer{};
     bool stopped = false;
     while (!parser.is_done()) {
       if (stream_cancelled_) {
@@ -379,6 +383,14 @@ class HttpsClient::Impl {
     }
   }
 
+  void drop() {
+    if (connection_) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(connection_->stream).socket().close(ignored);
+      connection_.reset();
+    }
+  }
+
   [[nodiscard]] std::size_t connections_opened() const noexcept { return connections_opened_; }
 
  private:
@@ -419,8 +431,9 @@ class HttpsClient::Impl {
     // SNI carries a DNS name only; an IP literal is never sent (RFC 6066), as Go does.
     if (!is_ip_literal(verify_name_)) {
       // SSL_set_tlsext_host_name is a macro with a C cast; this is what it expands to.
+      // OpenSSL copies the name; its void* parameter is not written to.
       SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-               const_cast<char*>(verify_name_.c_str()));
+               const_cast<char*>(verify_name_.c_str()));  // NOLINT(*-pro-type-const-cast)
     }
     if (!tls_.insecure_skip_verify) {
       // OpenSSL checks the name during verification (DNS SANs for names, IP SANs for
@@ -478,7 +491,8 @@ class HttpsClient::Impl {
       });
     }
     resolver.async_resolve(
-        host_, port_, [&](beast::error_code resolve_error, tcp::resolver::results_type results) {
+        host_, port_,
+        [&](beast::error_code resolve_error, const tcp::resolver::results_type& results) {
           timer.cancel();
           error = resolve_error;
           for (const auto& entry : results) {

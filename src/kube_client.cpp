@@ -100,7 +100,7 @@ std::vector<std::string> parse_warnings(const std::vector<std::string>& headers)
   return warnings;
 }
 
-bool is_expired(const json& status) noexcept {
+bool is_expired(const json& status) {
   if (!status.is_object()) {
     return false;
   }
@@ -116,13 +116,10 @@ ApiError make_api_error(unsigned status, std::string_view reason_phrase, std::st
   const std::string prefix = what.empty() ? std::string() : std::string(what) + ": ";
   json parsed = json::parse(body, nullptr, false);
   if (!parsed.is_object() || parsed.value("kind", "") != "Status") {
-    auto text = first_line(body, 300);
-    if (text.empty()) {
-      text = std::string(reason_phrase);
-    }
-    return ApiError(fmt::format("{}HTTP {} {}{}", prefix, status, reason_phrase,
-                                text.empty() ? "" : ": " + text),
-                    status, std::string(reason_phrase));
+    const auto text = first_line(body, 300);
+    return {fmt::format("{}HTTP {} {}{}", prefix, status, reason_phrase,
+                        text.empty() ? "" : ": " + text),
+            status, std::string(reason_phrase)};
   }
   const auto reason = parsed.value("reason", std::string(reason_phrase));
   std::string message = parsed.value("message", "");
@@ -163,12 +160,11 @@ ApiError make_api_error(unsigned status, std::string_view reason_phrase, std::st
         "\n  (another field manager owns these fields; deploy-apps applies with force, so this "
         "means the object changed while applying: run it again)";
   }
-  return ApiError(
-      fmt::format("{}{} (HTTP {} {}){}{}", prefix, message, status, reason, detail, hint), status,
-      reason, std::move(causes));
+  return {fmt::format("{}{} (HTTP {} {}){}{}", prefix, message, status, reason, detail, hint),
+          status, reason, std::move(causes)};
 }
 
-KubeClient::KubeClient(RestConfig config, ClientOptions options)
+KubeClient::KubeClient(const RestConfig& config, ClientOptions options)
     : KubeClient(config, make_credential_source(config), std::move(options)) {}
 
 KubeClient::KubeClient(RestConfig config, std::unique_ptr<CredentialSource> credentials,

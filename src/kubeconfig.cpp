@@ -224,6 +224,7 @@ void merge_named(std::map<std::string, Entry>& into, const json& document, const
 
 std::string join_names(const auto& entries) {
   std::vector<std::string> names;
+  names.reserve(entries.size());
   for (const auto& [name, entry] : entries) {
     names.push_back(name);
   }
@@ -299,8 +300,8 @@ void validate_exec(ExecConfig& exec, const std::string& user_name) {
   }
   if (exec.api_version != kExecV1 && exec.api_version != kExecV1beta1) {
     throw ConfigError(
-        fmt::format("user \"{}\": exec apiVersion \"{}\" is not supported (use {} or {})",
-                    user_name, exec.api_version, kExecV1, kExecV1beta1));
+        fmt::format(R"(user "{}": exec apiVersion "{}" is not supported (use {} or {}))", user_name,
+                    exec.api_version, kExecV1, kExecV1beta1));
   }
   if (exec.interactive_mode.empty()) {
     if (exec.api_version == kExecV1) {
@@ -313,7 +314,7 @@ void validate_exec(ExecConfig& exec, const std::string& user_name) {
   if (exec.interactive_mode != "Never" && exec.interactive_mode != "IfAvailable" &&
       exec.interactive_mode != "Always") {
     throw ConfigError(fmt::format(
-        "user \"{}\": exec interactiveMode \"{}\" is invalid (Never, IfAvailable or Always)",
+        R"(user "{}": exec interactiveMode "{}" is invalid (Never, IfAvailable or Always))",
         user_name, exec.interactive_mode));
   }
 }
@@ -388,8 +389,8 @@ std::vector<fs::path> split_kubeconfig_list(std::string_view value) {
   std::size_t start = 0;
   while (start <= value.size()) {
     const auto colon = value.find(':', start);
-    const auto entry =
-        value.substr(start, colon == std::string_view::npos ? value.npos : colon - start);
+    const auto entry = value.substr(
+        start, colon == std::string_view::npos ? std::string_view::npos : colon - start);
     if (!entry.empty()) {
       fs::path path{std::string(entry)};
       if (std::find(files.begin(), files.end(), path) == files.end()) {
@@ -499,7 +500,7 @@ RestConfig resolve_context(const Kubeconfig& config,
   const auto cluster = config.clusters.find(ctx.cluster);
   if (cluster == config.clusters.end()) {
     throw ConfigError(
-        fmt::format("context \"{}\" refers to cluster \"{}\", which {} does not define", name,
+        fmt::format(R"(context "{}" refers to cluster "{}", which {} does not define)", name,
                     ctx.cluster, describe_files(config)));
   }
   RestConfig rest;
@@ -509,9 +510,8 @@ RestConfig resolve_context(const Kubeconfig& config,
   if (!ctx.user.empty()) {
     const auto user = config.users.find(ctx.user);
     if (user == config.users.end()) {
-      throw ConfigError(
-          fmt::format("context \"{}\" refers to user \"{}\", which {} does not define", name,
-                      ctx.user, describe_files(config)));
+      throw ConfigError(fmt::format(R"(context "{}" refers to user "{}", which {} does not define)",
+                                    name, ctx.user, describe_files(config)));
     }
     apply_user(rest, user->second, ctx.user);
   }

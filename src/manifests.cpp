@@ -102,7 +102,8 @@ const nlohmann::json* lookup(const nlohmann::json& values, std::string_view path
   std::size_t start = 0;
   while (start <= path.size()) {
     const auto dot = path.find('.', start);
-    const auto key = path.substr(start, dot == std::string_view::npos ? path.npos : dot - start);
+    const auto key =
+        path.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (!node->is_object()) {
       return nullptr;
     }
@@ -125,7 +126,7 @@ void set_path(nlohmann::json& values, std::string_view path, nlohmann::json valu
   for (;;) {
     const auto dot = path.find('.', start);
     const std::string key(
-        path.substr(start, dot == std::string_view::npos ? path.npos : dot - start));
+        path.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
     if (!node->is_object()) {
       *node = nlohmann::json::object();
     }
@@ -238,10 +239,11 @@ nlohmann::json render_values(const nlohmann::json& node, const Substituter& subs
 std::optional<std::string> find_unrendered(const nlohmann::json& node, const std::string& path) {
   if (node.is_object()) {
     for (const auto& [key, item] : node.items()) {
+      auto item_path = fmt::format("{}.{}", path, key);
       if (key.find("${") != std::string::npos) {
-        return path + "." + key;
+        return item_path;
       }
-      if (auto found = find_unrendered(item, path + "." + key)) {
+      if (auto found = find_unrendered(item, item_path)) {
         return found;
       }
     }
@@ -563,12 +565,7 @@ int apply_rank(std::string_view kind) noexcept {
                                                               "Job",
                                                               "CronJob",
                                                               "Ingress"};
-  for (std::size_t i = 0; i < kOrder.size(); ++i) {
-    if (kOrder[i] == kind) {
-      return static_cast<int>(i);
-    }
-  }
-  return static_cast<int>(kOrder.size());
+  return static_cast<int>(std::ranges::find(kOrder, kind) - kOrder.begin());
 }
 
 void sort_for_apply(std::vector<RenderedObject>& objects) {

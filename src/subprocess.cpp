@@ -2,10 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <system_error>
 
 extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in any header
 
@@ -20,17 +21,19 @@ namespace deployapps {
 namespace {
 
 // Output kept per stream; anything beyond is dropped (a runaway build log must not eat memory).
-constexpr std::size_t kMaxCapturedBytes = 16U * 1024U * 1024U;
+constexpr std::size_t kMaxCapturedBytes = std::size_t{16} * 1024 * 1024;
 
 class Pipe {
  public:
   Pipe() {
     if (::pipe2(fds_.data(), O_CLOEXEC) != 0) {
-      throw Error(fmt::format("pipe: {}", std::strerror(errno)));
+      throw Error(fmt::format("pipe: {}", std::generic_category().message(errno)));
     }
   }
   Pipe(const Pipe&) = delete;
   Pipe& operator=(const Pipe&) = delete;
+  Pipe(Pipe&&) = delete;
+  Pipe& operator=(Pipe&&) = delete;
   ~Pipe() {
     close_read();
     close_write();
@@ -55,6 +58,8 @@ class SpawnActions {
   SpawnActions() { posix_spawn_file_actions_init(&actions_); }
   SpawnActions(const SpawnActions&) = delete;
   SpawnActions& operator=(const SpawnActions&) = delete;
+  SpawnActions(SpawnActions&&) = delete;
+  SpawnActions& operator=(SpawnActions&&) = delete;
   ~SpawnActions() { posix_spawn_file_actions_destroy(&actions_); }
   posix_spawn_file_actions_t* get() { return &actions_; }
 
@@ -77,7 +82,7 @@ std::vector<std::string> build_environment(const EnvironmentVariables& extra) {
   std::vector<std::string> out;
   out.reserve(merged.size());
   for (const auto& [name, value] : merged) {
-    out.push_back(name + "=" + value);
+    out.push_back(fmt::format("{}={}", name, value));
   }
   return out;
 }
@@ -157,6 +162,7 @@ ProcessResult run_process(const ProcessOptions& options) {
   argv.push_back(nullptr);
   auto environment = build_environment(options.environment);
   std::vector<char*> envp;
+  envp.reserve(environment.size() + 1);
   for (auto& entry : environment) {
     envp.push_back(entry.data());
   }
@@ -166,7 +172,8 @@ ProcessResult run_process(const ProcessOptions& options) {
   const int spawn_error =
       ::posix_spawnp(&pid, argv[0], actions.get(), nullptr, argv.data(), envp.data());
   if (spawn_error != 0) {
-    throw SpawnError(fmt::format("cannot run {}: {}", options.argv[0], std::strerror(spawn_error)),
+    throw SpawnError(fmt::format("cannot run {}: {}", options.argv[0],
+                                 std::generic_category().message(spawn_error)),
                      spawn_error);
   }
   out_pipe.close_write();

@@ -157,8 +157,8 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text) {
              std::isdigit(static_cast<unsigned char>(zone[2])) != 0 &&
              std::isdigit(static_cast<unsigned char>(zone[4])) != 0 &&
              std::isdigit(static_cast<unsigned char>(zone[5])) != 0) {
-    const int hours = (zone[1] - '0') * 10 + (zone[2] - '0');
-    const int minutes = (zone[4] - '0') * 10 + (zone[5] - '0');
+    const std::int64_t hours = (zone[1] - '0') * 10 + (zone[2] - '0');
+    const std::int64_t minutes = (zone[4] - '0') * 10 + (zone[5] - '0');
     offset_seconds = (hours * 3600 + minutes * 60) * (zone[0] == '-' ? -1 : 1);
   } else {
     throw invalid();

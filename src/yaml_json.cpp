@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -15,12 +16,7 @@ namespace deployapps {
 namespace {
 
 bool is_one_of(std::string_view text, std::initializer_list<std::string_view> words) {
-  for (const auto word : words) {
-    if (text == word) {
-      return true;
-    }
-  }
-  return false;
+  return std::ranges::find(words, text) != words.end();
 }
 
 const std::regex& int_pattern() {
@@ -90,7 +86,7 @@ bool needs_quotes(const std::string& text) {
   }
   return is_one_of(text, {"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On",
                           "ON", "off", "Off", "OFF", "=", "<<"}) ||
-         text.find_first_of("\n") != std::string::npos;
+         text.find('\n') != std::string::npos;
 }
 
 void emit(YAML::Emitter& out, const nlohmann::json& value) {

@@ -32,6 +32,8 @@ class CredentialSource {
   CredentialSource() = default;
   CredentialSource(const CredentialSource&) = delete;
   CredentialSource& operator=(const CredentialSource&) = delete;
+  CredentialSource(CredentialSource&&) = delete;
+  CredentialSource& operator=(CredentialSource&&) = delete;
   virtual ~CredentialSource() = default;
 
   // The credential for the next request; may run a plugin. Thread-safe.

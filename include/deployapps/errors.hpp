@@ -84,9 +84,9 @@ struct StatusCause {
 // A non-2xx answer from the Kubernetes API, with the Status fields it carried.
 class ApiError : public Error {
  public:
-  ApiError(std::string message, unsigned http_status, std::string reason,
+  ApiError(const std::string& message, unsigned http_status, std::string reason,
            std::vector<StatusCause> causes = {})
-      : Error(std::move(message)),
+      : Error(message),
         http_status_(http_status),
         reason_(std::move(reason)),
         causes_(std::move(causes)) {}

@@ -56,9 +56,9 @@ struct HttpResponse {
 using LineHandler = std::function<bool(std::string_view line)>;
 
 // The largest whole response kept in memory (a big list); streams have no limit.
-inline constexpr std::uint64_t kMaxResponseBodyBytes = 256U * 1024U * 1024U;
+inline constexpr std::uint64_t kMaxResponseBodyBytes = std::uint64_t{256} * 1024 * 1024;
 // The longest line a stream may carry (one watch event).
-inline constexpr std::size_t kMaxStreamLineBytes = 64U * 1024U * 1024U;
+inline constexpr std::size_t kMaxStreamLineBytes = std::size_t{64} * 1024 * 1024;
 
 class HttpsClient {
  public:
@@ -66,8 +66,8 @@ class HttpsClient {
   HttpsClient(std::string host, std::string port, TlsOptions tls);
   HttpsClient(const HttpsClient&) = delete;
   HttpsClient& operator=(const HttpsClient&) = delete;
-  HttpsClient(HttpsClient&&) noexcept;
-  HttpsClient& operator=(HttpsClient&&) noexcept;
+  HttpsClient(HttpsClient&& other) noexcept;
+  HttpsClient& operator=(HttpsClient&& other) noexcept;
   ~HttpsClient();
 
   // Sends a request on the kept-alive connection (opening one if needed) and reads the whole

@@ -61,7 +61,7 @@ struct ApiResponse {
 
 class KubeClient {
  public:
-  explicit KubeClient(RestConfig config, ClientOptions options = {});
+  explicit KubeClient(const RestConfig& config, ClientOptions options = {});
   KubeClient(RestConfig config, std::unique_ptr<CredentialSource> credentials,
              ClientOptions options);
 
@@ -109,7 +109,7 @@ class KubeClient {
 [[nodiscard]] std::vector<std::string> parse_warnings(const std::vector<std::string>& headers);
 
 // True for a 410 Expired/Gone Status (a watch's resourceVersion is too old: list again).
-[[nodiscard]] bool is_expired(const nlohmann::json& status) noexcept;
+[[nodiscard]] bool is_expired(const nlohmann::json& status);
 
 // Builds "path?k=v&…" with the values percent-encoded.
 [[nodiscard]] std::string with_query(const std::string& path, const QueryParameters& query);

@@ -41,8 +41,8 @@ struct ProcessResult {
 // The command could not be started at all (not found, not executable).
 class SpawnError : public Error {
  public:
-  SpawnError(std::string message, int error_number)
-      : Error(std::move(message)), error_number_(error_number) {}
+  SpawnError(const std::string& message, int error_number)
+      : Error(message), error_number_(error_number) {}
   [[nodiscard]] int error_number() const noexcept { return error_number_; }
 
  private:
