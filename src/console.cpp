@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <ostream>
 
 namespace deployapps {
@@ -22,9 +21,8 @@ std::string timestamp() {
 
 }  // namespace
 
-bool is_interactive_terminal(int fd) {
-  const char* term = std::getenv("TERM");
-  return ::isatty(fd) == 1 && term != nullptr && std::string_view(term) != "dumb";
+bool is_interactive_terminal(int fd, const std::optional<std::string>& term) {
+  return ::isatty(fd) == 1 && term && !term->empty() && *term != "dumb";
 }
 
 Console::Console(std::ostream& out, bool interactive) : out_(out), interactive_(interactive) {}

@@ -378,9 +378,11 @@ void DeployCommand::apply_to_cluster() {
 
   // With -o json, stdout carries only the report; progress goes to stderr.
   const bool json_output = options_.output == OutputFormat::kJson;
+  const auto term = environment_.get("TERM");
   Console console(json_output ? std::cerr : out_,
-                  json_output ? is_interactive_terminal(STDERR_FILENO)
-                              : &out_ == &std::cout && is_interactive_terminal(STDOUT_FILENO));
+                  json_output
+                      ? is_interactive_terminal(STDERR_FILENO, term)
+                      : &out_ == &std::cout && is_interactive_terminal(STDOUT_FILENO, term));
   if (target.source == TargetSource::kLocalCluster) {
     console.line("deploy-apps", "no kubeconfig found: deploying to the project's local cluster");
   }
@@ -542,6 +544,7 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     request.registry = app.values.value(nlohmann::json::json_pointer("/image/registry"), "");
     request.tag = tag_;
     request.build_command = default_build_command(repository_->root(), request.registry);
+    request.docker = environment_.get("DOCKER").value_or("");
     request.deadline = build_deadline;
     return request;
   };

@@ -99,7 +99,7 @@ void diagnose_pod(const json& pod, const DiagnosisInput& input, std::vector<Diag
     if (status.contains(json::json_pointer("/lastState/terminated/exitCode"))) {
       exit_code = status.at(json::json_pointer("/lastState/terminated/exitCode")).get<int>();
     }
-    if (kImagePullReasons.count(reason) != 0) {
+    if (kImagePullReasons.contains(reason)) {
       // A first ErrImagePull may be a registry hiccup; after a retry (ImagePullBackOff), or when
       // the registry says the image does not exist, it is not going to work.
       const bool certain = reason != "ErrImagePull" ||
@@ -110,7 +110,7 @@ void diagnose_pod(const json& pod, const DiagnosisInput& input, std::vector<Diag
     } else if (reason == "CrashLoopBackOff") {
       found.push_back(
           {FailureKind::kCrashLoop, true, object, container, reason, message, exit_code});
-    } else if (kContainerConfigReasons.count(reason) != 0) {
+    } else if (kContainerConfigReasons.contains(reason)) {
       found.push_back(
           {FailureKind::kContainerConfig, true, object, container, reason, message, exit_code});
     } else if (status.contains(json::json_pointer("/state/running")) &&

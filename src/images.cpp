@@ -21,11 +21,9 @@ const std::regex& digest_pattern() {
   return pattern;
 }
 
-// The docker CLI scripts/lib/common.sh picks: $DOCKER, Debian's /usr/bin/docker (with BuildKit),
-// else the one on PATH.
-std::string docker_command() {
-  if (const char* docker = std::getenv("DOCKER"); docker != nullptr && *docker != '\0') {
-    return docker;
+std::string docker_command(const ImageRequest& request) {
+  if (!request.docker.empty()) {
+    return request.docker;
   }
   return fs::exists("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
 }
@@ -160,7 +158,7 @@ std::string digest_from_manifest_inspect(const json& inspected, std::string_view
 std::string resolve_image_digest(const ImageRequest& request) {
   const auto reference = fmt::format("{}/{}:{}", request.registry, request.app, request.tag);
   ProcessOptions options;
-  options.argv = {docker_command(), "manifest", "inspect", "--verbose"};
+  options.argv = {docker_command(request), "manifest", "inspect", "--verbose"};
   if (is_loopback_registry(request.registry)) {
     options.argv.emplace_back("--insecure");  // a local registry speaks plain HTTP
   }

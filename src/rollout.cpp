@@ -311,6 +311,15 @@ class AppRollout::Impl {
     } else if (template_changes && settings_.probe) {
       console_.line(target_.app, "in-flight checks skipped: no version serves yet");
     }
+    if (interrupts() > 0) {
+      stop_probe(false);
+      report_.result = RolloutResult::kInterrupted;
+      report_.failure = "Ctrl-C before applying";
+      report_.state_left = "nothing was applied";
+      report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
+      report_.api_requests = client_.requests_sent();
+      return report_;
+    }
     try {
       apply(client_);
     } catch (...) {
@@ -491,6 +500,7 @@ class AppRollout::Impl {
         return event.error;
       }
       last_event_ = event.received;
+      view_changed_ = true;
       switch (event.source) {
         case Source::kDeployment:
           if (event.type == "DELETED") {
@@ -585,18 +595,19 @@ class AppRollout::Impl {
     return count;
   }
 
-  // Judges the current view: done, failed for certain, or still going.
-  Stop evaluate() {
-    status_ = deployment_rollout_status(deployment_);
+  // Which ReplicaSet runs the current template, and which are old (their pods' exits are
+  // recorded). Redone only when the view changed: it compares whole pod templates.
+  void analyse_replica_sets() {
     std::vector<json> replica_sets;
+    replica_sets.reserve(replica_sets_.size());
     for (const auto& [name, item] : replica_sets_) {
       replica_sets.push_back(item);
     }
     const auto owned = owned_replica_sets(deployment_, replica_sets);
-    const auto current = new_replica_set(deployment_, owned);
-    if (current) {
-      if (new_hash_ != hash_of(*current)) {
-        new_hash_ = hash_of(*current);
+    current_replica_set_ = new_replica_set(deployment_, owned);
+    if (current_replica_set_) {
+      if (new_hash_ != hash_of(*current_replica_set_)) {
+        new_hash_ = hash_of(*current_replica_set_);
         old_hashes_.clear();
         for (const auto& replica_set : owned) {
           if (hash_of(replica_set) != new_hash_) {
@@ -605,12 +616,22 @@ class AppRollout::Impl {
         }
       }
       // A new revision was created or is still scaling: a rollout is happening.
-      if (integer_at(*current, "/status/replicas") < integer_at(deployment_, "/spec/replicas") ||
+      if (integer_at(*current_replica_set_, "/status/replicas") <
+              integer_at(deployment_, "/spec/replicas") ||
           status_.phase != RolloutPhase::kDone) {
         rollout_started_ = true;
       }
     } else if (status_.phase != RolloutPhase::kDone) {
       rollout_started_ = true;
+    }
+  }
+
+  // Judges the current view: done, failed for certain, or still going.
+  Stop evaluate() {
+    status_ = deployment_rollout_status(deployment_);
+    if (view_changed_) {
+      view_changed_ = false;
+      analyse_replica_sets();
     }
     if (status_.phase == RolloutPhase::kDone) {
       return {Stop::Kind::kDone, status_.message};
@@ -621,7 +642,7 @@ class AppRollout::Impl {
     }
     DiagnosisInput input;
     input.deployment = deployment_;
-    input.new_replica_set = current;
+    input.new_replica_set = current_replica_set_;
     for (const auto& [name, pod] : pods_) {
       if (!new_hash_.empty() && hash_of(pod) == new_hash_ &&
           !pod.contains(json::json_pointer("/metadata/deletionTimestamp"))) {
@@ -727,7 +748,8 @@ class AppRollout::Impl {
   // Follows the rollout until it is done, fails for certain, times out or is interrupted.
   // `rolling_back`: only done/timeout/interrupt count (the previous version is coming back).
   Stop wait(Deadline deadline, bool rolling_back) {
-    const int interrupts_before = interrupts();
+    // A Ctrl-C that came during the apply counts; during a rollback only a further one does.
+    const int interrupts_before = rolling_back ? interrupts() : 0;
     std::string shown;
     for (;;) {
       if (const auto error = absorb(queue_.take(kTick))) {
@@ -944,6 +966,8 @@ class AppRollout::Impl {
   bool rollout_started_ = false;
   std::map<std::string, OldPodExit> old_pods_;
   bool rolling_back_ = false;  // judging stops; the previous version is coming back
+  bool view_changed_ = true;   // events arrived since the ReplicaSets were last analysed
+  std::optional<json> current_replica_set_;
   std::vector<json> events_;
   Clock::time_point events_fetched_{};
 };

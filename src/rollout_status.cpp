@@ -304,7 +304,7 @@ UndoPlan plan_undo(const json& deployment, const std::vector<json>& replica_sets
   const auto replica_set_annotations =
       replica_set.value(json::json_pointer("/metadata/annotations"), json::object());
   for (const auto& [key, value] : replica_set_annotations.items()) {
-    if (annotations_to_skip().count(key) == 0) {
+    if (!annotations_to_skip().contains(key)) {
       annotations[key] = value;
     }
   }

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,6 +19,8 @@ class Console {
   ~Console();
   Console(const Console&) = delete;
   Console& operator=(const Console&) = delete;
+  Console(Console&&) = delete;
+  Console& operator=(Console&&) = delete;
 
   // A permanent line: `[HH:MM:SS] app: text` (the time only when not interactive). Thread-safe.
   void line(std::string_view app, std::string_view text);
@@ -39,7 +42,7 @@ class Console {
   std::size_t drawn_lines_ = 0;
 };
 
-// True when `fd` is a terminal and TERM is not "dumb".
-[[nodiscard]] bool is_interactive_terminal(int fd);
+// True when `fd` is a terminal and $TERM (given) is set and not "dumb".
+[[nodiscard]] bool is_interactive_terminal(int fd, const std::optional<std::string>& term);
 
 }  // namespace deployapps

@@ -31,6 +31,9 @@ struct ImageRequest {
   std::string tag;
   // The build command; the app is appended. Default: scripts/build-app-images --push REGISTRY.
   std::vector<std::string> build_command;
+  // The docker CLI for registry lookups: $DOCKER when set, else Debian's /usr/bin/docker (it has
+  // BuildKit), else the one on PATH (as scripts/lib/common.sh picks it).
+  std::string docker;
   Deadline deadline = Deadline::never();
 };
 
