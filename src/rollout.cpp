@@ -33,7 +33,6 @@ constexpr Duration kEventsInterval = std::chrono::seconds(5);
 // Old pods get their termination grace period plus this to report an exit code.
 constexpr Duration kDrainMargin = std::chrono::seconds(15);
 constexpr int kLogTailLines = 10;
-constexpr std::string_view kHashLabel = "pod-template-hash";
 
 enum class Source { kDeployment, kReplicaSet, kPod };
 
@@ -104,6 +103,8 @@ class Watcher {
         thread_([this] { loop(); }) {}
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
+  Watcher(Watcher&&) = delete;
+  Watcher& operator=(Watcher&&) = delete;
   ~Watcher() { stop(); }
 
   void stop() {
@@ -238,8 +239,8 @@ std::string_view result_name(RolloutResult result) noexcept {
 }
 
 std::string template_version(const json& pod_template) {
-  const auto label = pod_template.value(
-      json::json_pointer("/metadata/labels/app.kubernetes.io~1version"), std::string());
+  auto label = pod_template.value(json::json_pointer("/metadata/labels/app.kubernetes.io~1version"),
+                                  std::string());
   if (!label.empty()) {
     return label;
   }
@@ -285,6 +286,10 @@ class AppRollout::Impl {
   }
 
   ~Impl() { stop_watches(); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  Impl(Impl&&) = delete;
+  Impl& operator=(Impl&&) = delete;
 
   RolloutReport run(const ApplyStep& apply, Deadline deadline) {
     const auto started = Clock::now();

@@ -87,6 +87,8 @@ class AppRollout {
   ~AppRollout();
   AppRollout(const AppRollout&) = delete;
   AppRollout& operator=(const AppRollout&) = delete;
+  AppRollout(AppRollout&&) = delete;
+  AppRollout& operator=(AppRollout&&) = delete;
 
   // Never throws for a failed rollout: the report says what happened. Throws Error only for
   // failures before anything changed (then the report is not meaningful).
