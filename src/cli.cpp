@@ -69,7 +69,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
       "--server-dry-run", options.server_dry_run,
       "Validate against the cluster (dryRun=All: real schemas and admission); change nothing");
   dry_run->excludes(server_dry_run);
-  app.add_option("--timeout", options.timeout, "Deadline for the whole command, e.g. 90s, 5m, 1h")
+  app.add_option("--timeout", options.timeout,
+                 "Deadline for applying and rolling out, e.g. 90s, 5m, 1h (image builds have "
+                 "their own 20 min limit)")
       ->type_name("DURATION")
       ->check([](const std::string& text) {
         try {
@@ -90,6 +92,28 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                       .description(""))
       ->type_name("FORMAT")
       ->default_str("text");
+  app.add_flag("--no-build", options.no_build,
+               "Deploy an existing image tag (--tag, default the git commit) instead of building");
+  app.add_option("--digest", options.digest,
+                 "Deploy this image digest (sha256:...) from the registry as is: no build and no "
+                 "lookup, e.g. an image CI built")
+      ->type_name("DIGEST");
+  app.add_option("--registry", options.registry,
+                 "Registry to push to and pull from (default: image.registry of the values, "
+                 "127.0.0.1:5000 for the local cluster)")
+      ->type_name("HOST[:PORT][/PATH]");
+  app.add_flag("--no-wait", options.no_wait,
+               "Apply and return without following the rollout (so no rollback and no checks)");
+  app.add_flag("--no-verify", options.no_verify,
+               "Turn off the in-flight checks (traffic probe, old pods' drain exit codes)");
+  app.add_option("--probe-url", options.probe_urls,
+                 "Where the in-flight checks send traffic: URL for every app, or APP=URL "
+                 "(default for --env local: the app's ingress through http://127.0.0.1:8088)")
+      ->type_name("[APP=]URL")
+      ->allow_extra_args(false);
+  app.add_option("--report-dir", options.report_dir,
+                 "Where each app's probe report and chart go (default: out/deploy/<app>/)")
+      ->type_name("DIR");
   app.add_option("--repo-root", options.repo_root,
                  "Repository holding apps/ and manifests/ (default: $DEPLOY_APPS_ROOT, else the "
                  "source tree of this build)")
@@ -152,6 +176,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     const int code = app.exit(error, out, err);
     return code == 0 ? code : static_cast<int>(ExitCode::kUsage);
   }
+  // The logger writes to `err`, which may not outlive this call (tests pass a string stream):
+  // the previous default logger comes back on return.
+  struct RestoreLogger {
+    std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+    ~RestoreLogger() { spdlog::set_default_logger(previous); }
+  } restore_logger;
   configure_logging(err, options.verbosity);
   if (probe->parsed()) {
     if (!options.apps.empty()) {

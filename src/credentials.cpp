@@ -38,7 +38,8 @@ std::optional<std::string> read_token(const fs::path& path) {
   }
   std::ostringstream text;
   text << in.rdbuf();
-  const auto token = trim(text.str());
+  const auto content = text.str();  // trim() returns a view into it
+  const auto token = trim(content);
   if (token.empty()) {
     return std::nullopt;
   }

@@ -4,12 +4,21 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
+#include <array>
+#include <iostream>
+#include <mutex>
 #include <ostream>
+#include <regex>
 #include <set>
+#include <thread>
 
+#include "deployapps/console.hpp"
 #include "deployapps/discovery.hpp"
 #include "deployapps/encoding.hpp"
 #include "deployapps/errors.hpp"
+#include "deployapps/images.hpp"
+#include "deployapps/interrupts.hpp"
 #include "deployapps/kube_client.hpp"
 #include "deployapps/subprocess.hpp"
 #include "deployapps/yaml_json.hpp"
@@ -21,6 +30,8 @@ using nlohmann::json;
 namespace {
 
 constexpr Duration kGitTimeout = std::chrono::seconds(10);
+// Where the local cluster's ingress controller listens on the host (scripts/cluster).
+constexpr std::string_view kLocalIngressUrl = "http://127.0.0.1:8088";
 
 }  // namespace
 
@@ -73,7 +84,38 @@ TargetOptions target_options(const DeployOptions& options, const ProcessEnvironm
   return target;
 }
 
+namespace {
+
+json rollout_json(const RolloutReport& rollout) {
+  json old_pods = json::array();
+  for (const auto& pod : rollout.old_pods) {
+    old_pods.push_back({{"pod", pod.pod},
+                        {"exitCode", pod.exit_code ? json(*pod.exit_code) : json(nullptr)},
+                        {"reason", pod.reason}});
+  }
+  const auto millis = [](const std::optional<Duration>& value) {
+    return value ? json(value->count()) : json(nullptr);
+  };
+  return {{"oldVersion", rollout.old_version},
+          {"newVersion", rollout.new_version},
+          {"result", result_name(rollout.result)},
+          {"rolledBack", rollout.rolled_back},
+          {"failure", rollout.failure},
+          {"stateLeft", rollout.state_left},
+          {"durationMs", rollout.duration.count()},
+          {"apiRequests", rollout.api_requests},
+          {"completeToReportedMs", millis(rollout.complete_to_reported)},
+          {"eventToReportedMs", millis(rollout.event_to_reported)},
+          {"oldPods", old_pods},
+          {"probeRequests", rollout.probe_requests},
+          {"probeFailures", rollout.probe_failures},
+          {"reports", rollout.reports_written}};
+}
+
+}  // namespace
+
 json to_json(const DeployReport& report) {
+  bool failed = false;
   json apps = json::array();
   for (const auto& app : report.apps) {
     json objects = json::array();
@@ -87,13 +129,68 @@ json to_json(const DeployReport& report) {
                          {"warnings", object.warnings},
                          {"note", object.note}});
     }
-    apps.push_back({{"app", app.app},
-                    {"namespace", app.namespace_name},
-                    {"image", app.image},
-                    {"objects", objects},
-                    {"notes", app.apply.notes}});
+    json entry{{"app", app.app},
+               {"namespace", app.namespace_name},
+               {"image", app.image},
+               {"objects", objects},
+               {"notes", app.apply.notes}};
+    if (app.rollout) {
+      entry["rollout"] = rollout_json(*app.rollout);
+      if (app.rollout->result != RolloutResult::kSucceeded &&
+          app.rollout->result != RolloutResult::kUnchanged &&
+          app.rollout->result != RolloutResult::kApplied) {
+        failed = true;
+      }
+    }
+    apps.push_back(std::move(entry));
   }
-  return {{"mode", report.mode}, {"target", report.target}, {"apps", apps}, {"result", "ok"}};
+  return {{"mode", report.mode},
+          {"target", report.target},
+          {"apps", apps},
+          {"result", failed ? "failed" : "ok"}};
+}
+
+void print_summary(const DeployReport& report, std::ostream& out) {
+  const auto version = [](const std::string& text) { return text.empty() ? "-" : text; };
+  std::vector<std::array<std::string, 5>> rows{
+      {"APP", "VERSION", "RESULT", "DURATION", "ROLLED BACK"}};
+  for (const auto& app : report.apps) {
+    if (!app.rollout) {
+      continue;
+    }
+    const auto& rollout = *app.rollout;
+    rows.push_back(
+        {app.app,
+         fmt::format("{} -> {}", version(rollout.old_version), version(rollout.new_version)),
+         std::string(result_name(rollout.result)), format_duration(rollout.duration),
+         rollout.rolled_back ? "yes" : "no"});
+  }
+  std::array<std::size_t, 5> widths{};
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  out << '\n';
+  for (const auto& row : rows) {
+    out << fmt::format("{:<{}}  {:<{}}  {:<{}}  {:<{}}  {}\n", row[0], widths[0], row[1], widths[1],
+                       row[2], widths[2], row[3], widths[3], row[4]);
+  }
+  for (const auto& app : report.apps) {
+    if (!app.rollout) {
+      continue;
+    }
+    const auto& rollout = *app.rollout;
+    if (!rollout.failure.empty()) {
+      out << fmt::format("{}: failed: {}\n", app.app, rollout.failure);
+    }
+    if (!rollout.state_left.empty()) {
+      out << fmt::format("{}: left: {}\n", app.app, rollout.state_left);
+    }
+    for (const auto& path : rollout.reports_written) {
+      out << fmt::format("{}: report: {}\n", app.app, path);
+    }
+  }
 }
 
 void print_text(const DeployReport& report, std::ostream& out) {
@@ -131,9 +228,20 @@ void DeployCommand::run() {
   apply_to_cluster();
 }
 
+RenderRequest DeployCommand::render_request(const std::string& app) const {
+  RenderRequest request;
+  request.app = app;
+  request.environment = options_.environment;
+  request.tag = tag_;
+  request.namespace_name = options_.namespace_name;
+  request.overrides = overrides_;
+  return request;
+}
+
 void DeployCommand::prepare() {
-  const Repository repository(options_.repo_root ? fs::path(*options_.repo_root)
-                                                 : default_repo_root(environment_));
+  repository_ = std::make_unique<Repository>(options_.repo_root ? fs::path(*options_.repo_root)
+                                                                : default_repo_root(environment_));
+  const Repository& repository = *repository_;
   if (options_.apps.empty()) {
     const auto known = repository.app_names();
     throw UsageError(fmt::format(
@@ -147,19 +255,35 @@ void DeployCommand::prepare() {
     }
     (void)repository.app(app);  // unknown apps fail here, listing the known ones
   }
-  std::vector<ValueOverride> overrides;
   for (const auto& text : options_.set_values) {
-    overrides.push_back(parse_value_override(text));
+    overrides_.push_back(parse_value_override(text));
   }
-  const auto tag = options_.tag.value_or(default_image_tag(repository.root()));
+  if (options_.registry) {
+    if (options_.registry->empty() ||
+        options_.registry->find_first_of(" \t@") != std::string::npos) {
+      throw UsageError(fmt::format("invalid --registry \"{}\"", *options_.registry));
+    }
+    overrides_.push_back({"image.registry", *options_.registry});
+  }
+  for (const auto& text : options_.probe_urls) {
+    const auto equals = text.find('=');
+    const auto app = equals == std::string::npos ? std::string() : text.substr(0, equals);
+    if (!app.empty() && !seen.contains(app)) {
+      throw UsageError(fmt::format("--probe-url {}: {} is not being deployed", text, app));
+    }
+    try {
+      (void)probe::Target::parse(equals == std::string::npos ? text : text.substr(equals + 1));
+    } catch (const probe::ConfigError& error) {
+      throw UsageError(fmt::format("--probe-url: {}", error.what()));
+    }
+  }
+  if (options_.digest && !std::regex_match(*options_.digest, std::regex("sha256:[0-9a-f]{64}"))) {
+    throw UsageError(
+        fmt::format("invalid --digest \"{}\": expected sha256:<64 hex digits>", *options_.digest));
+  }
+  tag_ = options_.tag.value_or(default_image_tag(repository.root()));
   for (const auto& app : options_.apps) {
-    RenderRequest request;
-    request.app = app;
-    request.environment = options_.environment;
-    request.tag = tag;
-    request.namespace_name = options_.namespace_name;
-    request.overrides = overrides;
-    rendered_.push_back(render_app(repository, request));
+    rendered_.push_back(render_app(repository, render_request(app)));
   }
 }
 
@@ -182,8 +306,56 @@ void DeployCommand::print_rendered() const {
   }
 }
 
+bool no_cluster_configured(const TargetOptions& options) {
+  const bool home_config = options.home && fs::exists(*options.home / ".kube" / "config");
+  return !options.kubeconfig_flag && (!options.kubeconfig_env || options.kubeconfig_env->empty()) &&
+         !home_config && !options.in_cluster.available();
+}
+
+void DeployCommand::start_local_cluster(TargetOptions& target) {
+  const auto script = repository_->root() / "scripts" / "cluster";
+  out_ << "deploy-apps: no cluster configured (no --kubeconfig, $KUBECONFIG or ~/.kube/config): "
+          "using the project's local cluster, starting it if needed (scripts/cluster up)\n"
+       << std::flush;
+  ProcessOptions up;
+  up.argv = {script.string(), "up"};
+  up.deadline = Deadline::after(kBuildTimeout);
+  up.on_stdout_line = [&](std::string_view line) {
+    out_ << "cluster: " << line << '\n' << std::flush;
+  };
+  up.on_stderr_line = up.on_stdout_line;
+  ProcessResult result;
+  try {
+    result = run_process(up);
+  } catch (const SpawnError& error) {
+    throw ConfigError(
+        fmt::format("no cluster configured, and {} cannot run: {}", script.string(), error.what()));
+  }
+  if (result.exit_code != 0) {
+    throw Error(
+        fmt::format("no cluster configured, and starting the local cluster failed ({} up "
+                    "exited {})",
+                    script.string(), result.exit_code));
+  }
+  ProcessOptions kubeconfig;
+  kubeconfig.argv = {script.string(), "kubeconfig"};
+  kubeconfig.deadline = Deadline::after(std::chrono::seconds(30));
+  const auto path = run_process(kubeconfig);
+  if (path.exit_code == 0 && !trim(path.stdout_text).empty()) {
+    target.local_cluster_kubeconfig = std::string(trim(path.stdout_text));
+  }
+}
+
 void DeployCommand::apply_to_cluster() {
-  const auto target = resolve_target(target_options(options_, environment_));
+  auto options = target_options(options_, environment_);
+  // A context the user named must come from their configuration; the local cluster is only the
+  // fallback when nothing is configured and no context is asked for.
+  if (no_cluster_configured(options) && !options.context &&
+      !fs::exists(options.local_cluster_kubeconfig) &&
+      fs::exists(repository_->root() / "scripts" / "cluster")) {
+    start_local_cluster(options);
+  }
+  const auto target = resolve_target(options);
   if (target.source == TargetSource::kLocalCluster) {
     spdlog::warn("no kubeconfig found: using the project's local cluster ({})",
                  target.config.description);
@@ -191,22 +363,164 @@ void DeployCommand::apply_to_cluster() {
   spdlog::info("target: {} at {}", target.config.description, target.config.server);
   KubeClient client(target.config);
   Discovery discovery(client);
+  const auto target_text = fmt::format("{} ({})", target.config.description, target.config.server);
 
-  // Every kind of every app is resolved before the first change.
+  // Every kind of every app is resolved before the first change (and before any build).
   std::vector<std::vector<PlannedObject>> plans;
   plans.reserve(rendered_.size());
   for (const auto& app : rendered_) {
     plans.push_back(plan_objects(discovery, app.objects, deadline_));
   }
+  if (options_.server_dry_run) {
+    server_dry_run(client, plans, target_text);
+    return;
+  }
+
+  // With -o json, stdout carries only the report; progress goes to stderr.
+  const bool json_output = options_.output == OutputFormat::kJson;
+  const auto term = environment_.get("TERM");
+  Console console(json_output ? std::cerr : out_,
+                  json_output
+                      ? is_interactive_terminal(STDERR_FILENO, term)
+                      : &out_ == &std::cout && is_interactive_terminal(STDOUT_FILENO, term));
+  if (target.source == TargetSource::kLocalCluster) {
+    console.line("deploy-apps", "no kubeconfig found: deploying to the project's local cluster");
+  }
+  console.line("deploy-apps", "target: " + target_text);
+  if (options_.no_verify && !options_.no_wait) {
+    console.line("deploy-apps",
+                 "warning: --no-verify: in-flight checks are off; a rollout that drops requests "
+                 "or cuts connections will not be caught");
+  }
+  const auto build_failures = pin_images(console);
+  // The deadline covers applying and rolling out; builds had their own.
+  deadline_ = Deadline::after(timeout_);
+  const InterruptCounter interrupts;
 
   DeployReport report;
-  report.mode = options_.server_dry_run ? "server-dry-run" : "apply";
-  report.target = fmt::format("{} ({})", target.config.description, target.config.server);
-  Applier applier(client, ApplyOptions{options_.server_dry_run ? DryRun::kServer : DryRun::kNone,
-                                       std::string(kFieldManager)});
+  report.mode = "apply";
+  report.target = target_text;
+  report.apps.resize(rendered_.size());
+  std::vector<std::thread> threads;
+  std::mutex errors_mutex;
+  std::vector<std::string> errors;
+  for (std::size_t i = 0; i < rendered_.size(); ++i) {
+    auto& app = rendered_[i];
+    auto& entry = report.apps[i];
+    entry.app = app.app;
+    entry.namespace_name = app.namespace_name;
+    entry.image = app.image;
+    if (const auto failed = build_failures.find(app.app); failed != build_failures.end()) {
+      RolloutReport rollout;
+      rollout.app = app.app;
+      rollout.new_version = tag_;
+      rollout.result = RolloutResult::kFailed;
+      rollout.failure = failed->second;
+      rollout.state_left = "nothing was applied";
+      entry.rollout = rollout;
+      continue;
+    }
+    // The re-rendered objects carry the digest; the plan's kinds are those already resolved.
+    for (std::size_t j = 0; j < plans[i].size() && j < app.objects.size(); ++j) {
+      if (plans[i][j].resource.kind == "Deployment") {
+        plans[i][j].object = app.objects[j].object;
+      }
+    }
+    threads.emplace_back([&, i] {
+      const auto& rendered = rendered_[i];
+      RolloutTarget rollout_target;
+      rollout_target.app = rendered.app;
+      rollout_target.namespace_name = rendered.namespace_name;
+      rollout_target.new_version = tag_;
+      for (const auto& object : plans[i]) {
+        if (object.resource.kind == "Deployment") {
+          rollout_target.deployment = object.object;
+        }
+      }
+      RolloutSettings settings;
+      settings.interrupts = &interrupts.count();
+      settings.wait = !options_.no_wait;
+      if (!options_.no_verify && !options_.no_wait) {
+        settings.probe = probe_config(rendered);
+        if (!settings.probe) {
+          console.line(rendered.app,
+                       "in-flight checks off: no probe URL is known outside --env local (give "
+                       "--probe-url)");
+        }
+      }
+      settings.report_dir = options_.report_dir
+                                ? fs::path(*options_.report_dir) / rendered.app
+                                : repository_->root() / "out" / "deploy" / rendered.app;
+      try {
+        AppRollout rollout(target.config, rollout_target, settings, console);
+        report.apps[i].rollout = rollout.run(
+            [&](KubeClient& app_client) {
+              Applier applier(app_client, ApplyOptions{DryRun::kNone, std::string(kFieldManager)});
+              report.apps[i].apply = applier.apply(plans[i], deadline_);
+              for (const auto& object : report.apps[i].apply.objects) {
+                console.line(rendered.app, fmt::format("{} {}", object.display,
+                                                       operation_name(object.operation)));
+                for (const auto& warning : object.warnings) {
+                  console.line(rendered.app, "  warning: " + warning);
+                }
+              }
+            },
+            deadline_);
+      } catch (const std::exception& error) {
+        // Failed before the rollout began (e.g. the apply was rejected): nothing to roll back.
+        RolloutReport failed;
+        failed.app = rendered.app;
+        failed.new_version = tag_;
+        failed.result = RolloutResult::kFailed;
+        failed.failure = error.what();
+        failed.state_left = "the apply was rejected; see the error";
+        report.apps[i].rollout = failed;
+        console.line(rendered.app, fmt::format("FAILED: {}", error.what()));
+        const std::lock_guard lock(errors_mutex);
+        errors.emplace_back(error.what());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  spdlog::info("{} API requests on the main connection", client.requests_sent());
+  if (options_.output == OutputFormat::kJson) {
+    out_ << to_json(report).dump(2) << '\n';
+  } else {
+    print_summary(report, out_);
+  }
+  std::vector<std::string> failed;
+  bool interrupted = false;
+  for (const auto& app : report.apps) {
+    const auto result = app.rollout->result;
+    if (result == RolloutResult::kInterrupted) {
+      interrupted = true;
+    }
+    if (result != RolloutResult::kSucceeded && result != RolloutResult::kUnchanged &&
+        result != RolloutResult::kApplied) {
+      failed.push_back(fmt::format("{} ({})", app.app, result_name(result)));
+    }
+  }
+  if (interrupted) {
+    throw InterruptedError(fmt::format("interrupted: {}", fmt::join(failed, ", ")));
+  }
+  if (!failed.empty()) {
+    throw DeployFailed(fmt::format("{} of {} app(s) failed: {}", failed.size(), report.apps.size(),
+                                   fmt::join(failed, ", ")));
+  }
+}
+
+void DeployCommand::server_dry_run(KubeClient& client,
+                                   const std::vector<std::vector<PlannedObject>>& plans,
+                                   const std::string& target) {
+  DeployReport report;
+  report.mode = "server-dry-run";
+  report.target = target;
+  Applier applier(client, ApplyOptions{DryRun::kServer, std::string(kFieldManager)});
   for (std::size_t i = 0; i < rendered_.size(); ++i) {
     const auto& app = rendered_[i];
-    AppReport entry{app.app, app.namespace_name, app.image, {}};
+    AppReport entry{app.app, app.namespace_name, app.image, {}, std::nullopt};
     entry.apply = applier.apply(plans[i], deadline_);
     report.apps.push_back(std::move(entry));
   }
@@ -217,6 +531,93 @@ void DeployCommand::apply_to_cluster() {
   } else {
     print_text(report, out_);
   }
+}
+
+std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
+  std::map<std::string, std::string> digests;
+  std::map<std::string, std::string> failures;
+  std::mutex mutex;
+  const auto build_deadline = Deadline::after(kBuildTimeout);
+  const auto request_for = [&](const RenderedApp& app) {
+    ImageRequest request;
+    request.app = app.app;
+    request.registry = app.values.value(nlohmann::json::json_pointer("/image/registry"), "");
+    request.tag = tag_;
+    request.build_command = default_build_command(repository_->root(), request.registry);
+    request.docker = environment_.get("DOCKER").value_or("");
+    request.deadline = build_deadline;
+    return request;
+  };
+  if (options_.digest) {
+    for (const auto& app : rendered_) {
+      digests[app.app] = *options_.digest;
+      console.line(app.app,
+                   fmt::format("image pinned to {} as given (not looked up)", *options_.digest));
+    }
+  } else if (options_.no_build) {
+    // Looked up before anything changes: a missing tag is bad input.
+    for (const auto& app : rendered_) {
+      const auto request = request_for(app);
+      digests[app.app] = resolve_image_digest(request);
+      console.line(app.app, fmt::format("image {}/{}:{} is {}", request.registry, app.app, tag_,
+                                        digests[app.app]));
+    }
+  } else {
+    std::vector<std::thread> builds;
+    for (const auto& app : rendered_) {
+      builds.emplace_back([&, request = request_for(app)] {
+        console.line(request.app, fmt::format("building image {}/{}:{}", request.registry,
+                                              request.app, request.tag));
+        try {
+          const auto digest = build_and_push_image(
+              request, [&](std::string_view line) { console.line(request.app, line); });
+          console.line(request.app,
+                       fmt::format("pushed {}/{}@{}", request.registry, request.app, digest));
+          const std::lock_guard lock(mutex);
+          digests[request.app] = digest;
+        } catch (const Error& error) {
+          console.line(request.app, fmt::format("FAILED: {}", error.what()));
+          const std::lock_guard lock(mutex);
+          failures[request.app] = error.what();
+        }
+      });
+    }
+    for (auto& build : builds) {
+      build.join();
+    }
+  }
+  for (auto& app : rendered_) {
+    if (const auto digest = digests.find(app.app); digest != digests.end()) {
+      auto request = render_request(app.app);
+      request.image_digest = digest->second;
+      app = render_app(*repository_, request);
+    }
+  }
+  return failures;
+}
+
+std::optional<probe::Config> DeployCommand::probe_config(const RenderedApp& app) const {
+  std::optional<std::string> url;
+  for (const auto& text : options_.probe_urls) {
+    const auto equals = text.find('=');
+    if (equals == std::string::npos) {
+      url = text;
+    } else if (text.substr(0, equals) == app.app) {
+      url = text.substr(equals + 1);
+      break;
+    }
+  }
+  probe::Config config;
+  if (url) {
+    config.url = *url;
+  } else if (options_.environment == Environment::kLocal) {
+    // The local cluster's ingress answers on the host's port 8088 for every app's host name.
+    config.url = std::string(kLocalIngressUrl);
+    config.host_header = app.values.value(nlohmann::json::json_pointer("/ingress/host"), "");
+  } else {
+    return std::nullopt;
+  }
+  return config;
 }
 
 }  // namespace deployapps

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <strings.h>
 #include <array>
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -273,8 +274,17 @@ class HttpsClient::Impl {
 
   HttpResponse stream_lines(const HttpRequest& request, const LineHandler& on_line,
                             Duration idle_timeout, Deadline deadline) {
+    if (stream_cancelled_) {
+      return cancelled_head();
+    }
     auto connection = connect(deadline);
     auto& stream = connection->stream;
+    // cancel_stream() reaches the socket through this, on the io_context's thread.
+    active_stream_ = &beast::get_lowest_layer(stream);
+    struct ActiveReset {
+      beast::tcp_stream*& active;
+      ~ActiveReset() { active = nullptr; }
+    } active_reset{active_stream_};
     auto message = to_beast(request);
     set_expiry(stream, deadline);
     auto error = run_operation(
@@ -292,6 +302,9 @@ class HttpsClient::Impl {
     error = run_operation(context_, [&](auto handler) {
       http::async_read_header(stream, connection->buffer, parser, std::move(handler));
     });
+    if (error && stream_cancelled_) {
+      return cancelled_head();
+    }
     if (error) {
       throw_stream_error(request, error, idle_timeout, deadline);
     }
@@ -301,6 +314,10 @@ class HttpsClient::Impl {
     std::array<char, std::size_t{64} * 1024> buffer{};
     bool stopped = false;
     while (!parser.is_done()) {
+      if (stream_cancelled_) {
+        stopped = true;
+        break;
+      }
       parser.get().body().data = buffer.data();
       parser.get().body().size = buffer.size();
       wait();
@@ -311,6 +328,10 @@ class HttpsClient::Impl {
         error = {};
       }
       const auto received = buffer.size() - parser.get().body().size;
+      if (error && stream_cancelled_) {
+        stopped = true;
+        break;
+      }
       if (error) {
         throw_stream_error(request, error, idle_timeout, deadline);
       }
@@ -334,6 +355,16 @@ class HttpsClient::Impl {
       shutdown(*connection);
     }
     return head;
+  }
+
+  void cancel_stream() {
+    stream_cancelled_ = true;
+    net::post(context_, [this] {
+      if (active_stream_ != nullptr) {
+        beast::error_code ignored;
+        active_stream_->socket().cancel(ignored);
+      }
+    });
   }
 
   void set_client_certificate(std::optional<ClientCertificate> certificate) {
@@ -369,6 +400,14 @@ class HttpsClient::Impl {
     Stream stream;
     beast::flat_buffer buffer;
   };
+
+  // What stream_lines returns when cancelled before it began: a stream that ended at once.
+  static HttpResponse cancelled_head() {
+    HttpResponse head;
+    head.status = 200;
+    head.reason = "OK";
+    return head;
+  }
 
   // True when an idle kept-alive connection has data or EOF pending: the server closed it.
   static bool peer_closed(Connection& connection) {
@@ -544,6 +583,8 @@ class HttpsClient::Impl {
   ssl::context ssl_context_;
   std::unique_ptr<Connection> connection_;
   std::size_t connections_opened_ = 0;
+  std::atomic<bool> stream_cancelled_{false};
+  beast::tcp_stream* active_stream_ = nullptr;  // the streaming socket; io_context thread only
 };
 
 HttpsClient::HttpsClient(std::string host, std::string port, TlsOptions tls)
@@ -567,6 +608,10 @@ void HttpsClient::set_client_certificate(std::optional<ClientCertificate> certif
 
 void HttpsClient::close() {
   impl_->close();
+}
+
+void HttpsClient::cancel_stream() {
+  impl_->cancel_stream();
 }
 
 std::size_t HttpsClient::connections_opened() const noexcept {

@@ -33,6 +33,7 @@ InterruptCounter::~InterruptCounter() {
   sigaction(SIGTERM, &g_previous_term, nullptr);
 }
 
+// NOLINTNEXTLINE(readability-convert-member-functions-to-static): see the header
 const std::atomic<int>& InterruptCounter::count() const noexcept {
   return g_interrupts;
 }

@@ -190,7 +190,7 @@ HttpRequest KubeClient::build(const ApiRequest& request, Deadline deadline) {
   http.method = request.method;
   http.target = with_query(config_.base_path + request.path, request.query);
   http.idempotent = request.idempotent;
-  http.headers.push_back({"Accept", "application/json"});
+  http.headers.push_back({"Accept", request.text_response ? "*/*" : "application/json"});
   http.headers.push_back({"User-Agent", options_.user_agent});
   if (credential.authorization) {
     http.headers.push_back({"Authorization", *credential.authorization});
@@ -267,7 +267,9 @@ ApiResponse KubeClient::request(const ApiRequest& request, Deadline deadline) {
     if (response.status < 200 || response.status >= 300) {
       throw make_api_error(response.status, response.reason, response.body, what);
     }
-    if (!response.body.empty()) {
+    if (request.text_response) {
+      result.text = std::move(response.body);
+    } else if (!response.body.empty()) {
       result.body = json::parse(response.body, nullptr, false);
       if (result.body.is_discarded()) {
         throw ApiError(fmt::format("{}: the server answered with invalid JSON", what),

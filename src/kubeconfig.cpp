@@ -545,7 +545,8 @@ RestConfig in_cluster_config(const InClusterEnvironment& environment) {
   } else if (std::ifstream in(environment.service_account_dir / "namespace"); in) {
     std::ostringstream text;
     text << in.rdbuf();
-    const auto name = trim(text.str());
+    const auto content = text.str();  // trim() returns a view into it
+    const auto name = trim(content);
     if (!name.empty()) {
       rest.namespace_name = std::string(name);
     }

@@ -60,7 +60,7 @@ bool is_valid_tag(std::string_view tag) {
 }
 
 nlohmann::json load_values_file(const fs::path& path, const Repository& repository) {
-  const auto source = fs::relative(path, repository.root()).string();
+  const auto source = path.lexically_relative(repository.root()).string();
   const auto documents = parse_yaml_documents(read_file(path), source);
   if (documents.empty()) {
     return nlohmann::json::object();
@@ -283,7 +283,8 @@ std::string require_string(const nlohmann::json& values, std::string_view path) 
 
 // Adds the built-in values. They are computed, so the values files may not set them.
 void add_builtins(nlohmann::json& values, const RenderRequest& request) {
-  for (const auto* builtin : {"app", "environment", "version", "labels", "selectorLabels"}) {
+  for (const auto* builtin :
+       {"app", "environment", "version", "labels", "selectorLabels", "sharedLabels"}) {
     if (values.contains(builtin)) {
       throw RenderError(fmt::format("value {} is built in and cannot be set", builtin));
     }
@@ -337,6 +338,8 @@ void add_builtins(nlohmann::json& values, const RenderRequest& request) {
   labels["app.kubernetes.io/managed-by"] = "deploy-apps";
   values["selectorLabels"] = selector;
   values["labels"] = labels;
+  values["sharedLabels"] = {{"app.kubernetes.io/part-of", "deploy-apps"},
+                            {"app.kubernetes.io/managed-by", "deploy-apps"}};
 }
 
 void validate_values(const nlohmann::json& values) {
@@ -488,10 +491,10 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
   nlohmann::json values = nlohmann::json::object();
   const auto shared_file = repository.shared_values_file();
   layer_values(values, load_values_file(shared_file, repository), request.environment,
-               fs::relative(shared_file, repository.root()).string());
+               shared_file.lexically_relative(repository.root()).string());
   const auto app_file = definition.manifest_dir / kValuesFile;
   layer_values(values, load_values_file(app_file, repository), request.environment,
-               fs::relative(app_file, repository.root()).string());
+               app_file.lexically_relative(repository.root()).string());
   for (const auto& override : request.overrides) {
     set_path(values, override.path, override.value);
   }
@@ -518,7 +521,7 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
         fmt::format("no templates found in {}", repository.shared_templates_dir().string()));
   }
   for (const auto& file : files) {
-    const auto source = fs::relative(file, repository.root()).string();
+    const auto source = file.lexically_relative(repository.root()).string();
     for (auto& object : render_template_text(read_file(file), values, source)) {
       if (!object.is_object() || !object.value("apiVersion", nlohmann::json()).is_string() ||
           !object.value("kind", nlohmann::json()).is_string() || !object.contains("metadata") ||
@@ -526,7 +529,10 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
         throw RenderError(
             fmt::format("{}: every document must have apiVersion, kind and metadata.name", source));
       }
-      add_labels(object, values["labels"]);
+      // A Namespace may hold several apps; it only gets the labels they share.
+      add_labels(object, object["kind"] == "Namespace" && object["apiVersion"] == "v1"
+                             ? values["sharedLabels"]
+                             : values["labels"]);
       rendered.objects.push_back(RenderedObject{std::move(object), source});
     }
   }

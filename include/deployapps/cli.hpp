@@ -29,6 +29,15 @@ struct DeployOptions {
   int verbosity = 0;
   OutputFormat output = OutputFormat::kText;
   std::optional<std::string> repo_root;
+  // Images (issue 5): built and pushed unless --no-build, which deploys an existing tag.
+  bool no_build = false;
+  std::optional<std::string> registry;
+  std::optional<std::string> digest;  // deploy this digest as is: no build, no lookup
+  // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
+  bool no_verify = false;
+  bool no_wait = false;                 // apply and return: no rollout watch, no rollback
+  std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
+  std::optional<std::string> report_dir;
 };
 
 // Binds the deploy options to the top-level command.

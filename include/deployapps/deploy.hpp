@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <iosfwd>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "deployapps/environment.hpp"
 #include "deployapps/kubeconfig.hpp"
 #include "deployapps/manifests.hpp"
+#include "deployapps/rollout.hpp"
 
 namespace deployapps {
 
@@ -24,6 +27,7 @@ struct AppReport {
   std::string namespace_name;
   std::string image;
   ApplyResult apply;
+  std::optional<RolloutReport> rollout;  // unset for a server dry run
 };
 
 struct DeployReport {
@@ -34,6 +38,11 @@ struct DeployReport {
 
 [[nodiscard]] nlohmann::json to_json(const DeployReport& report);
 void print_text(const DeployReport& report, std::ostream& out);
+// The table at the end of a deploy: app, old -> new version, result, duration, rolled back.
+void print_summary(const DeployReport& report, std::ostream& out);
+
+// Image builds get their own deadline: a cold build is slow, and nothing changes meanwhile.
+inline constexpr Duration kBuildTimeout = std::chrono::minutes(20);
 
 // The repository the apps come from: $DEPLOY_APPS_ROOT, else the source tree this binary was
 // built from.
@@ -47,6 +56,10 @@ void print_text(const DeployReport& report, std::ostream& out);
 // last the project's local cluster (${DEPLOY_APPS_STATE}/cluster/kubeconfig).
 [[nodiscard]] TargetOptions target_options(const DeployOptions& options,
                                            const ProcessEnvironment& environment);
+
+// True when nothing points at a cluster: no --kubeconfig, $KUBECONFIG, ~/.kube/config or
+// in-cluster environment. Only then is the project's local cluster used (and started).
+[[nodiscard]] bool no_cluster_configured(const TargetOptions& options);
 
 class DeployCommand {
  public:
@@ -62,6 +75,15 @@ class DeployCommand {
   void prepare();
   void print_rendered() const;
   void apply_to_cluster();
+  // scripts/cluster up (idempotent), then its kubeconfig becomes the target's last resort.
+  void start_local_cluster(TargetOptions& target);
+  void server_dry_run(KubeClient& client, const std::vector<std::vector<PlannedObject>>& plans,
+                      const std::string& target);
+  // Builds (or, with --no-build, looks up) every app's image and renders it pinned by digest.
+  // Returns the apps whose build failed, with why.
+  std::map<std::string, std::string> pin_images(Console& console);
+  [[nodiscard]] std::optional<probe::Config> probe_config(const RenderedApp& app) const;
+  [[nodiscard]] RenderRequest render_request(const std::string& app) const;
 
   const DeployOptions& options_;
   const ProcessEnvironment& environment_;
@@ -69,6 +91,9 @@ class DeployCommand {
   Duration timeout_{};
   Deadline deadline_ = Deadline::never();
   std::vector<RenderedApp> rendered_;
+  std::unique_ptr<Repository> repository_;
+  std::vector<ValueOverride> overrides_;
+  std::string tag_;
 };
 
 }  // namespace deployapps

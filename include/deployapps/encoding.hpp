@@ -14,7 +14,7 @@ namespace deployapps {
 // Percent-encodes a URL query value (RFC 3986 unreserved characters stay as they are).
 [[nodiscard]] std::string url_encode(std::string_view text);
 
-// Trims ASCII whitespace at both ends.
+// Trims ASCII whitespace at both ends. The result views `text`: keep what it views alive.
 [[nodiscard]] std::string_view trim(std::string_view text) noexcept;
 
 }  // namespace deployapps

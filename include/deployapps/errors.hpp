@@ -62,6 +62,18 @@ class TimeoutError : public NetworkError {
   using NetworkError::NetworkError;
 };
 
+// One or more apps did not roll out (each was rolled back where possible); the report says which.
+class DeployFailed : public Error {
+ public:
+  using Error::Error;
+};
+
+// Ctrl-C ended the command; the message says what state each app was left in.
+class InterruptedError : public Error {
+ public:
+  using Error::Error;
+};
+
 // One `causes[]` entry of a Kubernetes Status.
 struct StatusCause {
   std::string reason;

@@ -87,6 +87,10 @@ class HttpsClient {
   // Closes the kept-alive connection, if any.
   void close();
 
+  // Thread-safe, the one method another thread may call: makes a stream_lines in progress (or
+  // any later one) return at once, as if on_line had returned false. For ending watches.
+  void cancel_stream();
+
   [[nodiscard]] std::size_t connections_opened() const noexcept;
 
  private:

@@ -14,8 +14,11 @@ class InterruptCounter {
   ~InterruptCounter();
   InterruptCounter(const InterruptCounter&) = delete;
   InterruptCounter& operator=(const InterruptCounter&) = delete;
+  InterruptCounter(InterruptCounter&&) = delete;
+  InterruptCounter& operator=(InterruptCounter&&) = delete;
 
   // How many SIGINT/SIGTERM arrived since this object was created.
+  // A member, not static: the count only means something while the handlers are installed.
   [[nodiscard]] const std::atomic<int>& count() const noexcept;
 };
 

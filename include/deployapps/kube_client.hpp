@@ -48,11 +48,14 @@ struct ApiRequest {
   // limiting (429) is retried for every request: the server did not process it.
   bool idempotent = true;
   std::string description;  // what the request does, for error messages
+  // The answer is not JSON (e.g. pod logs): keep it as text in ApiResponse::text.
+  bool text_response = false;
 };
 
 struct ApiResponse {
   unsigned status = 0;
   nlohmann::json body;
+  std::string text;                   // the body, when the request asked for text
   std::vector<std::string> warnings;  // the text of each Warning header
 };
 
@@ -76,6 +79,10 @@ class KubeClient {
   void watch(const ApiRequest& request,
              const std::function<bool(const nlohmann::json& event)>& on_event,
              Duration idle_timeout, Deadline deadline);
+
+  // Thread-safe: ends a watch in progress on this client (and any later one) as if on_event had
+  // returned false.
+  void cancel_watch() { http_.cancel_stream(); }
 
   [[nodiscard]] const RestConfig& config() const noexcept { return config_; }
   [[nodiscard]] std::size_t requests_sent() const noexcept { return requests_sent_; }

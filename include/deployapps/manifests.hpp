@@ -6,8 +6,9 @@
 //   manifests/values.yaml, its environments.<env> block,
 //   manifests/<name>/values.yaml, its environments.<env> block,
 //   --set key=value overrides,
-// then the built-in values (app, namespace, environment, version, image.ref, labels, and the
-// derived shutdown.terminationGracePeriodSeconds).
+// then the built-in values (app, namespace, environment, version, image.ref, labels,
+// selectorLabels, sharedLabels, and the derived shutdown.terminationGracePeriodSeconds). The
+// renderer adds `labels` to every object and pod template (a Namespace gets `sharedLabels`).
 //
 // Templates are YAML. A scalar that is exactly "${path}" and unquoted becomes the value at that
 // dotted path with its type (number, map, list...); any other "${path}" is interpolated into a

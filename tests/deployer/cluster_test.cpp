@@ -130,12 +130,16 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
   REQUIRE(again.code == 0);
   CHECK(deployment_version(api, "go-app") == go_version);
   CHECK(deployment_version(api, "node-app") == node_version);
-  for (const auto& app : json::parse(again.out)["apps"]) {
+  const auto report = json::parse(again.out);
+  std::size_t objects = 0;
+  for (const auto& app : report["apps"]) {
     for (const auto& object : app["objects"]) {
       CAPTURE(object);
       CHECK(object["operation"] == "unchanged");
+      ++objects;
     }
   }
+  CHECK(objects == 14);
 
   // A pod spec that breaks the "restricted" profile: the server dry run must refuse it with
   // the admission message, and change nothing.

@@ -175,16 +175,21 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
   TempDir dir;
   const std::map<std::string, std::string> environment{
       {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
-  const auto first = run_cli({"--tag", "v1", "go-app", "node-app"}, repo, environment);
+  // Pinned to a digest (no build) and not followed (the fake has no watches).
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  const auto first = run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app", "node-app"},
+                             repo, environment);
   CAPTURE(first.err);
   REQUIRE(first.code == 0);
   CHECK_THAT(first.out, Catch::Contains("go-app: namespace/go-app created") &&
                             Catch::Contains("node-app: deployment.apps/node-app created"));
   const auto again =
-      run_cli({"--tag", "v1", "-o", "json", "go-app", "node-app"}, repo, environment);
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "-o", "json", "go-app", "node-app"},
+              repo, environment);
   REQUIRE(again.code == 0);
   const auto report = json::parse(again.out);
   CHECK(report["mode"] == "apply");
+  CHECK(report["result"] == "ok");
   for (const auto& app : report["apps"]) {
     for (const auto& object : app["objects"]) {
       CHECK(object["operation"] == "unchanged");
@@ -204,4 +209,37 @@ TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start o
   const auto result = run_cli({"--tag", "v1", "go-app"}, repo);
   CHECK(result.code == 2);
   CHECK_THAT(result.err, Catch::Contains("scripts/cluster up"));
+}
+
+TEST_CASE("with no cluster configured at all, the local cluster is started and used", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const auto kubeconfig = api.write_kubeconfig(dir);
+  // A stand-in for scripts/cluster: `up` records that it ran, `kubeconfig` prints the path.
+  repo.dir().write("scripts/cluster",
+                   "#!/bin/sh\n"
+                   "case \"$1\" in\n"
+                   "  up) echo started > \"$(dirname \"$0\")/up-ran\"; echo cluster is up ;;\n"
+                   "  kubeconfig) echo " +
+                       kubeconfig.string() +
+                       " ;;\n"
+                       "esac\n",
+                   true);
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  const auto result =
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
+  CAPTURE(result.err);
+  CHECK(result.code == 0);
+  CHECK(std::filesystem::exists(repo.root() / "scripts" / "up-ran"));
+  CHECK_THAT(result.out, Catch::Contains("no cluster configured") &&
+                             Catch::Contains("cluster: cluster is up") &&
+                             Catch::Contains("deploying to the project's local cluster"));
+  CHECK(api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app").has_value());
+
+  SECTION("but never for a context the user named") {
+    const auto named = run_cli({"--context", "fake", "--tag", "v1", "go-app"}, repo);
+    CHECK(named.code == 2);
+    CHECK_THAT(named.err, Catch::Contains("context \"fake\" not found"));
+  }
 }

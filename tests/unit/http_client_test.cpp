@@ -1,6 +1,9 @@
 // The HTTPS client against a real local TLS server with certificates made at test time.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "deployapps/errors.hpp"
 #include "deployapps/http_client.hpp"
 #include "support/test_pki.hpp"
@@ -288,6 +291,42 @@ TEST_CASE("a silent stream hits the idle timeout", "[http][watch]") {
                         300ms, Deadline::after(10s)),
                     Catch::Contains("no data for 300ms"));
   CHECK(lines == std::vector<std::string>{"first"});
+}
+
+TEST_CASE("another thread can end a silent stream at once", "[http][watch]") {
+  TlsTestServer server({server_certificate(), std::nullopt}, [](const ReceivedRequest&) {
+    auto reply = deployapps::testing::chunked_reply({"first\n"});
+    reply.pieces.pop_back();  // no terminating chunk, then silence
+    reply.hang = true;
+    return reply;
+  });
+  HttpsClient client("127.0.0.1", server.port_string(), trusting(cluster_ca()));
+  std::vector<std::string> lines;
+  std::atomic<bool> got_first{false};
+  std::thread canceller([&] {
+    while (!got_first) {
+      std::this_thread::sleep_for(5ms);
+    }
+    client.cancel_stream();
+  });
+  const auto began = std::chrono::steady_clock::now();
+  const auto head = client.stream_lines(
+      get("/watch"),
+      [&](std::string_view line) {
+        lines.emplace_back(line);
+        got_first = true;
+        return true;
+      },
+      30s, Deadline::after(60s));
+  canceller.join();
+  CHECK(head.status == 200);
+  CHECK(lines == std::vector<std::string>{"first"});
+  CHECK(std::chrono::steady_clock::now() - began < 10s);  // not the 30 s idle timeout
+  // Cancelling is sticky: a later stream returns without connecting.
+  const auto connections = server.connections();
+  (void)client.stream_lines(
+      get("/watch"), [](std::string_view) { return true; }, 30s, Deadline::after(60s));
+  CHECK(server.connections() == connections);
 }
 
 TEST_CASE("a stream that is refused comes back whole", "[http][watch]") {

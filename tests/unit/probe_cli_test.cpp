@@ -25,7 +25,8 @@ struct Result {
 Result run_cli(std::vector<std::string> args) {
   std::ostringstream out;
   std::ostringstream err;
-  const int code = deployapps::run(args, out, err, deployapps::ProcessEnvironment{});
+  const int code = deployapps::run(
+      args, out, err, deployapps::ProcessEnvironment(std::map<std::string, std::string>{}));
   return {code, out.str(), err.str()};
 }
 

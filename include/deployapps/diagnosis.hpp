@@ -1,0 +1,59 @@
+// Why a rollout is not progressing, from the new ReplicaSet's Pods, their Events and the
+// ReplicaSet's conditions (kubernetes-api notes §8), and whether the cause is certain enough to
+// stop waiting before the progress deadline.
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "deployapps/time.hpp"
+
+namespace deployapps {
+
+enum class FailureKind {
+  kProgressDeadline,  // the Deployment's Progressing condition says ProgressDeadlineExceeded
+  kFailedCreate,      // the ReplicaSet cannot create Pods (Pod Security, quota, ...)
+  kImagePull,         // ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull
+  kCrashLoop,         // the container keeps exiting: CrashLoopBackOff
+  kContainerConfig,   // CreateContainerConfigError, CreateContainerError, RunContainerError
+  kNeverReady,        // running, but the readiness probe does not pass
+  kUnschedulable,     // PodScheduled=False/Unschedulable
+};
+
+[[nodiscard]] std::string_view failure_kind_name(FailureKind kind) noexcept;
+
+struct Diagnosis {
+  FailureKind kind = FailureKind::kProgressDeadline;
+  // Certain: waiting longer will not help (e.g. an image that does not exist). Uncertain causes
+  // are shown as progress and reported if the deadline passes.
+  bool certain = false;
+  std::string object;     // "pod/NAME", "replicaset/NAME" or "deployment/NAME"
+  std::string container;  // for Pod causes
+  std::string reason;     // the API's reason, e.g. CrashLoopBackOff
+  std::string message;    // the API's message (for kNeverReady: the probe's, from the Events)
+  std::optional<int> exit_code;  // the last exit code of a crashing container
+
+  // One line for people, e.g. `pod/go-app-x: CrashLoopBackOff (exit 1): back-off 10s ...`.
+  [[nodiscard]] std::string describe() const;
+};
+
+// A container that runs but is not ready for this long, with failed readiness probes, is judged
+// never ready (its startup probe passed, so the process is up).
+inline constexpr Duration kNeverReadyAfter = std::chrono::seconds(30);
+
+struct DiagnosisInput {
+  nlohmann::json deployment;
+  std::optional<nlohmann::json> new_replica_set;
+  std::vector<nlohmann::json> new_pods;  // the Pods of the new ReplicaSet
+  std::vector<nlohmann::json> events;    // Events of those Pods (others are ignored)
+  std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+  Duration never_ready_after = kNeverReadyAfter;
+};
+
+// The most telling cause, certain ones first; nullopt when nothing looks wrong.
+[[nodiscard]] std::optional<Diagnosis> diagnose(const DiagnosisInput& input);
+
+}  // namespace deployapps

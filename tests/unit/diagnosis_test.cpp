@@ -1,0 +1,151 @@
+// Failure classification over Pods, Events, ReplicaSets and Deployments recorded from the real
+// local cluster (tests/unit/fixtures/rollout/record).
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "deployapps/diagnosis.hpp"
+#include "deployapps/rollout_status.hpp"
+#include "deployapps/time.hpp"
+
+using deployapps::FailureKind;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+json fixture(const std::string& name) {
+  std::ifstream file(std::string(DEPLOY_APPS_TEST_SOURCE_DIR) + "/tests/unit/fixtures/rollout/" +
+                     name);
+  REQUIRE(file);
+  return json::parse(file);
+}
+
+std::vector<json> items(const json& list) {
+  return list.at("items").get<std::vector<json>>();
+}
+
+// The inputs the deployer gathers for one recorded failure, seen at `now`.
+deployapps::DiagnosisInput recorded(const std::string& name,
+                                    std::chrono::system_clock::time_point now) {
+  deployapps::DiagnosisInput input;
+  input.deployment = fixture(name + "-deployment.json");
+  const auto owned =
+      deployapps::owned_replica_sets(input.deployment, items(fixture(name + "-replicasets.json")));
+  input.new_replica_set = deployapps::new_replica_set(input.deployment, owned);
+  input.new_pods = items(fixture(name + "-pods.json"));
+  input.events = items(fixture(name + "-events.json"));
+  input.now = now;
+  return input;
+}
+
+std::chrono::system_clock::time_point at(const char* text) {
+  return deployapps::parse_rfc3339(text);
+}
+
+}  // namespace
+
+TEST_CASE("a crashing release is a certain CrashLoopBackOff with its exit code", "[diagnosis]") {
+  const auto diagnosis = deployapps::diagnose(recorded("crash", std::chrono::system_clock::now()));
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kCrashLoop);
+  CHECK(diagnosis->certain);
+  CHECK(diagnosis->reason == "CrashLoopBackOff");
+  CHECK(diagnosis->container == "go-app");
+  CHECK(diagnosis->exit_code == 1);
+  CHECK(diagnosis->object.rfind("pod/go-app-", 0) == 0);
+  CHECK_THAT(diagnosis->describe(),
+             Catch::Contains("container crashes") && Catch::Contains("(last exit code 1)"));
+}
+
+TEST_CASE("a missing image is a certain image pull failure", "[diagnosis]") {
+  const auto diagnosis =
+      deployapps::diagnose(recorded("missing-image", std::chrono::system_clock::now()));
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kImagePull);
+  CHECK(diagnosis->certain);
+  CHECK(diagnosis->reason == "ImagePullBackOff");
+  CHECK_THAT(diagnosis->message, Catch::Contains("does-not-exist: not found"));
+}
+
+TEST_CASE("a first ErrImagePull is certain only when the image is not found", "[diagnosis]") {
+  auto input = recorded("missing-image", std::chrono::system_clock::now());
+  auto& waiting = input.new_pods.at(0)["status"]["containerStatuses"][0]["state"]["waiting"];
+  waiting["reason"] = "ErrImagePull";
+  CHECK(deployapps::diagnose(input)->certain);
+  waiting["message"] = "rpc error: code = Unavailable desc = connection refused";
+  const auto diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kImagePull);
+  CHECK_FALSE(diagnosis->certain);
+}
+
+TEST_CASE("never ready: certain once the container has run unready long enough", "[diagnosis]") {
+  auto input = recorded("unready", std::chrono::system_clock::now());
+  const auto started =
+      at(input.new_pods.at(0)["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+             .get<std::string>()
+             .c_str());
+  input.now = started + 19s;
+  auto diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kNeverReady);
+  CHECK_FALSE(diagnosis->certain);
+  CHECK(diagnosis->message == "Readiness probe failed: HTTP probe failed with statuscode: 503");
+  input.now = started + deployapps::kNeverReadyAfter;
+  diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->certain);
+  input.never_ready_after = 10s;
+  input.now = started + 19s;
+  CHECK(deployapps::diagnose(input)->certain);
+}
+
+TEST_CASE("never ready needs a failed readiness probe event", "[diagnosis]") {
+  auto input = recorded("unready", std::chrono::system_clock::now());
+  input.events.clear();
+  CHECK_FALSE(deployapps::diagnose(input).has_value());
+}
+
+TEST_CASE("Pod Security rejections show as FailedCreate on the new ReplicaSet", "[diagnosis]") {
+  deployapps::DiagnosisInput input;
+  input.deployment = fixture("failed-create-deployment.json");
+  const auto owned = deployapps::owned_replica_sets(
+      input.deployment, items(fixture("failed-create-replicasets.json")));
+  input.new_replica_set = deployapps::new_replica_set(input.deployment, owned);
+  REQUIRE(input.new_replica_set);
+  const auto diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kFailedCreate);
+  CHECK(diagnosis->certain);
+  CHECK(diagnosis->object ==
+        "replicaset/" + (*input.new_replica_set)["metadata"]["name"].get<std::string>());
+  CHECK_THAT(diagnosis->message, Catch::Contains("violates PodSecurity \"restricted:latest\""));
+  // Without the ReplicaSet, the Deployment's mirrored condition says the same.
+  input.new_replica_set.reset();
+  const auto mirrored = deployapps::diagnose(input);
+  REQUIRE(mirrored);
+  CHECK(mirrored->object == "deployment/go-app");
+  CHECK_THAT(mirrored->message, Catch::Contains("forbidden"));
+}
+
+TEST_CASE("the progress deadline is certain and wins", "[diagnosis]") {
+  auto input = recorded("unready", std::chrono::system_clock::now());
+  input.deployment = fixture("deadline-deployment.json");
+  const auto diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kProgressDeadline);
+  CHECK(diagnosis->certain);
+  CHECK_THAT(diagnosis->message, Catch::Contains("has timed out progressing"));
+}
+
+TEST_CASE("a finished rollout has no diagnosis", "[diagnosis]") {
+  deployapps::DiagnosisInput input;
+  input.deployment = fixture("after-v2-deployment.json");
+  const auto owned =
+      deployapps::owned_replica_sets(input.deployment, items(fixture("after-v2-replicasets.json")));
+  input.new_replica_set = deployapps::new_replica_set(input.deployment, owned);
+  REQUIRE(input.new_replica_set);
+  CHECK_FALSE(deployapps::diagnose(input).has_value());
+}

@@ -1,0 +1,221 @@
+// Rollout judgement over objects recorded from the real local cluster
+// (tests/unit/fixtures/rollout/record made them): kubectl rollout status, the ReplicaSet of the
+// current template, and kubectl rollout undo's choice of template.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "deployapps/rollout.hpp"
+#include "deployapps/rollout_status.hpp"
+
+using deployapps::RolloutPhase;
+using nlohmann::json;
+
+namespace {
+
+std::string fixture_path(const std::string& name) {
+  return std::string(DEPLOY_APPS_TEST_SOURCE_DIR) + "/tests/unit/fixtures/rollout/" + name;
+}
+
+json fixture(const std::string& name) {
+  std::ifstream file(fixture_path(name));
+  REQUIRE(file);
+  return json::parse(file);
+}
+
+std::vector<json> items(const json& list) {
+  return list.at("items").get<std::vector<json>>();
+}
+
+std::vector<json> watch_events(const std::string& name) {
+  std::ifstream file(fixture_path(name));
+  REQUIRE(file);
+  std::vector<json> events;
+  for (std::string line; std::getline(file, line);) {
+    if (!line.empty()) {
+      events.push_back(json::parse(line));
+    }
+  }
+  return events;
+}
+
+}  // namespace
+
+TEST_CASE("rollout status follows a recorded v1 -> v2 rollout like kubectl", "[rollout]") {
+  std::vector<std::string> messages;
+  std::vector<RolloutPhase> phases;
+  for (const auto& event : watch_events("watch-v1-to-v2.jsonl")) {
+    const auto status = deployapps::deployment_rollout_status(event.at("object"));
+    if (messages.empty() || messages.back() != status.message) {
+      messages.push_back(status.message);
+      phases.push_back(status.phase);
+    }
+  }
+  // What kubectl rollout status prints for the same states (it prints on every change).
+  const std::vector<std::string> expected{
+      R"(deployment "go-app" successfully rolled out)",
+      "Waiting for deployment spec update to be observed...",
+      R"(Waiting for deployment "go-app" rollout to finish: 1 out of 2 new replicas have been updated...)",
+      R"(Waiting for deployment "go-app" rollout to finish: 1 old replicas are pending termination...)",
+      R"(deployment "go-app" successfully rolled out)",
+  };
+  CHECK(messages == expected);
+  CHECK(phases.front() == RolloutPhase::kDone);
+  CHECK(phases.back() == RolloutPhase::kDone);
+}
+
+TEST_CASE("rollout status reports the progress deadline as a failure", "[rollout]") {
+  const auto status = deployapps::deployment_rollout_status(fixture("deadline-deployment.json"));
+  CHECK(status.phase == RolloutPhase::kFailed);
+  CHECK(status.message == R"(deployment "go-app" exceeded its progress deadline)");
+}
+
+TEST_CASE("rollout status: a crashing release waits on its new replicas", "[rollout]") {
+  const auto status = deployapps::deployment_rollout_status(fixture("crash-deployment.json"));
+  CHECK(status.phase == RolloutPhase::kWaiting);
+  CHECK(
+      status.message ==
+      R"(Waiting for deployment "go-app" rollout to finish: 1 out of 2 new replicas have been updated...)");
+}
+
+TEST_CASE("rollout status checks the revision when asked", "[rollout]") {
+  const auto deployment = fixture("crash-deployment.json");
+  CHECK_NOTHROW(deployapps::deployment_rollout_status(deployment, 3));
+  CHECK_THROWS_WITH(deployapps::deployment_rollout_status(deployment, 2),
+                    "desired revision (2) is different from the running revision (3)");
+}
+
+TEST_CASE("rollout status: missing counters are zero", "[rollout]") {
+  auto deployment = fixture("deployment-v1-complete.json");
+  deployment["status"].erase("availableReplicas");
+  const auto status = deployapps::deployment_rollout_status(deployment);
+  CHECK(
+      status.message ==
+      R"(Waiting for deployment "go-app" rollout to finish: 0 of 2 updated replicas are available...)");
+}
+
+TEST_CASE("the new ReplicaSet is the one with the Deployment's template", "[rollout]") {
+  const auto deployment = fixture("crash-deployment.json");
+  const auto owned =
+      deployapps::owned_replica_sets(deployment, items(fixture("crash-replicasets.json")));
+  CHECK(owned.size() == 3);
+  const auto current = deployapps::new_replica_set(deployment, owned);
+  REQUIRE(current);
+  CHECK(deployapps::revision_of(*current) == 3);
+  // The pod-template-hash label is the only difference between the two templates.
+  CHECK(current->at("spec").at("template") != deployment.at("spec").at("template"));
+}
+
+TEST_CASE("ReplicaSets of another Deployment are not owned", "[rollout]") {
+  auto deployment = fixture("crash-deployment.json");
+  deployment["metadata"]["uid"] = "another-uid";
+  CHECK(
+      deployapps::owned_replica_sets(deployment, items(fixture("crash-replicasets.json"))).empty());
+}
+
+TEST_CASE("undo restores the previous revision's template as kubectl did", "[rollout][undo]") {
+  const auto deployment = fixture("crash-deployment.json");
+  const auto replica_sets = items(fixture("crash-replicasets.json"));
+  const auto plan = deployapps::plan_undo(deployment, replica_sets);
+  CHECK_FALSE(plan.skipped);
+  CHECK(plan.revision == 2);
+  CHECK(plan.message == "deployment.apps/go-app rolled back");
+  // kubectl rollout undo ran on the same objects; the Deployment it left has this template.
+  const auto after = fixture("undo-crash-deployment-after.json");
+  CHECK(plan.template_ == after.at("spec").at("template"));
+  CHECK_FALSE(plan.template_.at("metadata").at("labels").contains("pod-template-hash"));
+  REQUIRE(plan.patch.size() == 2);
+  CHECK(plan.patch[0]["path"] == "/spec/template");
+  CHECK(plan.patch[1]["path"] == "/metadata/annotations");
+  // Skipped keys keep the Deployment's values; the ReplicaSet's own skipped keys are dropped.
+  const auto& annotations = plan.patch[1]["value"];
+  CHECK(annotations["deployment.kubernetes.io/revision"] == "3");
+  CHECK(annotations["kubectl.kubernetes.io/last-applied-configuration"] ==
+        deployment["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]);
+  CHECK_FALSE(annotations.contains("deployment.kubernetes.io/desired-replicas"));
+  CHECK_FALSE(annotations.contains("deployment.kubernetes.io/max-replicas"));
+}
+
+TEST_CASE("undo copies the ReplicaSet's other annotations", "[rollout][undo]") {
+  const auto deployment = fixture("crash-deployment.json");
+  auto replica_sets = items(fixture("crash-replicasets.json"));
+  for (auto& replica_set : replica_sets) {
+    replica_set["metadata"]["annotations"]["example.com/owner"] = "team-a";
+  }
+  const auto plan = deployapps::plan_undo(deployment, replica_sets);
+  CHECK(plan.patch[1]["value"]["example.com/owner"] == "team-a");
+}
+
+TEST_CASE("undo to a given revision, and its errors", "[rollout][undo]") {
+  const auto deployment = fixture("crash-deployment.json");
+  const auto replica_sets = items(fixture("crash-replicasets.json"));
+  const auto plan = deployapps::plan_undo(deployment, replica_sets, 1);
+  CHECK(plan.revision == 1);
+  CHECK(plan.template_["spec"]["containers"][0]["env"][1]["value"] == "v1");
+  CHECK_THROWS_WITH(deployapps::plan_undo(deployment, replica_sets, 9),
+                    "unable to find specified revision 9 in history");
+  CHECK_THROWS_WITH(deployapps::plan_undo(deployment, replica_sets, -1),
+                    "unable to find specified revision -1 in history");
+}
+
+TEST_CASE("undo skips when the previous revision's template is already running",
+          "[rollout][undo]") {
+  // After kubectl's undo the Deployment runs revision 2's template again (now revision 4); the
+  // previous revision is the crashing 3, so undoing to 4 itself is the skip case.
+  const auto deployment = fixture("undo-crash-deployment-after.json");
+  const auto replica_sets = items(fixture("undo-crash-replicasets-after.json"));
+  const auto plan = deployapps::plan_undo(deployment, replica_sets, 4);
+  CHECK(plan.skipped);
+  CHECK(plan.message ==
+        "deployment.apps/go-app skipped rollback (current template already matches revision 4)");
+  CHECK(deployapps::plan_undo(deployment, replica_sets).revision == 3);
+}
+
+TEST_CASE("undo without history, and of a paused Deployment", "[rollout][undo]") {
+  const auto deployment = fixture("crash-deployment.json");
+  auto replica_sets = items(fixture("crash-replicasets.json"));
+  // A first deploy: the Deployment's own ReplicaSet is all there is.
+  std::erase_if(replica_sets, [](const json& rs) { return deployapps::revision_of(rs) != 3; });
+  CHECK_THROWS_WITH(deployapps::plan_undo(deployment, replica_sets),
+                    R"(no rollout history found for deployment "go-app")");
+  auto paused = deployment;
+  paused["spec"]["paused"] = true;
+  CHECK_THROWS_WITH(
+      deployapps::plan_undo(paused, items(fixture("crash-replicasets.json"))),
+      "you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume "
+      "deployment/go-app' and try again");
+}
+
+TEST_CASE("revision annotations: missing is 0, garbage is skipped", "[rollout]") {
+  json object{{"metadata", {{"annotations", {{"deployment.kubernetes.io/revision", "7"}}}}}};
+  CHECK(deployapps::revision_of(object) == 7);
+  object["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "x7";
+  CHECK_FALSE(deployapps::revision_of(object).has_value());
+  CHECK(deployapps::revision_of(json{{"metadata", json::object()}}) == 0);
+}
+
+TEST_CASE("label selectors become labelSelector queries", "[rollout]") {
+  const auto deployment = fixture("deployment-v1-complete.json");
+  CHECK(deployapps::selector_query(deployment["spec"]["selector"]) ==
+        "app.kubernetes.io/instance=go-app,app.kubernetes.io/name=go-app");
+  const json expressions{{"matchExpressions",
+                          {{{"key", "tier"}, {"operator", "In"}, {"values", {"web", "api"}}},
+                           {{"key", "env"}, {"operator", "NotIn"}, {"values", {"dev"}}},
+                           {{"key", "canary"}, {"operator", "Exists"}},
+                           {{"key", "legacy"}, {"operator", "DoesNotExist"}}}}};
+  CHECK(deployapps::selector_query(expressions) ==
+        "tier in (api,web),env notin (dev),canary,!legacy");
+}
+
+TEST_CASE("the version a template runs, and the live progress line", "[rollout]") {
+  const auto deployment = fixture("crash-deployment.json");
+  CHECK(deployapps::template_version(deployment["spec"]["template"]) == "v1");  // the label
+  auto unlabelled = deployment["spec"]["template"];
+  unlabelled["metadata"]["labels"].erase("app.kubernetes.io/version");
+  CHECK(deployapps::template_version(unlabelled) == "v2");  // APP_VERSION
+  CHECK(deployapps::progress_text(deployment, 0) == "1/2 updated, 2 available, 2 old running");
+  CHECK(deployapps::progress_text(fixture("after-v2-deployment.json"), 1) ==
+        "2/2 updated, 2 available, 1 old terminating");
+}
