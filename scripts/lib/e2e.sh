@@ -37,6 +37,8 @@ readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
 
 # The apps' FAULT seam (crash, unready) for the next deploys; empty for a healthy release.
 E2E_FAULT=""
+# An image digest the next deploys use instead of the version's tag (a missing image); or empty.
+E2E_DIGEST=""
 # Image tag suffix of this build of both apps (set by e2e_publish_images).
 E2E_BUILD_ID=""
 # PIDs of the background probes and pod watches of the scenario running now.
@@ -87,22 +89,19 @@ e2e_version() {
   printf '%s-%s\n' "$1" "${E2E_BUILD_ID}"
 }
 
-# Deploys apps at a version with the deployer (never kubectl apply).
-# Arguments: v1|v2|v3, safe|unsafe, then the apps.
+# Deploys apps at a version with the deployer (never kubectl apply). The images were published by
+# e2e_publish_images, so nothing is built. The deployer's own in-flight checks stay on unless a
+# --no-verify is passed. Arguments: v1|v2|v3, safe|unsafe, then deploy-apps flags and the apps.
 e2e_deploy() {
   local version="$1" safety="$2"
   shift 2
   local kubeconfig
   kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
-  local args=(--kubeconfig "${kubeconfig}" --tag "$(e2e_version "${version}")")
+  local args=(--kubeconfig "${kubeconfig}" --no-build --tag "$(e2e_version "${version}")")
   [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
   [[ -n "${E2E_FAULT}" ]] && args+=(--set "fault=${E2E_FAULT}")
+  [[ -n "${E2E_DIGEST}" ]] && args+=(--digest "${E2E_DIGEST}")
   "${E2E_DEPLOY_APPS}" "${args[@]}" "$@" >&2
-}
-
-# True when the deployer watches its rollouts and rolls back a failed one (deployer part 2).
-e2e_deployer_rolls_back() {
-  "${E2E_DEPLOY_APPS}" --help 2>/dev/null | grep -q -- '--no-verify'
 }
 
 # Waits until an app's Deployment has rolled out. Arguments: app.

@@ -14,7 +14,8 @@
 #                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
 #                                   rolls back, 0 failures, only the old version ever answers
 #   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
-#   scenario_control APP         5. v1 -> v2 without the safeguards: the probe MUST see failures
+#   scenario_control APP         5. v1 -> v2 without the safeguards: the probes MUST see failures,
+#                                   and the deployer's in-flight checks must roll back (exit 1)
 
 # What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
 declare -A E2E_DEPLOYED=()
@@ -30,7 +31,8 @@ e2e_prepare() {
   done
   ((${#todo[@]} > 0)) || return 0
   log "preparing ${todo[*]}: ${version} (${safety})"
-  e2e_deploy "${version}" "${safety}" "${todo[@]}" || die "deploying ${version} failed"
+  # Preparing is not under test: replacing an unsafe version is what the control shows to fail.
+  e2e_deploy "${version}" "${safety}" --no-verify "${todo[@]}" || die "deploying ${version} failed"
   for app in "${todo[@]}"; do
     e2e_wait_rollout "${app}" || die "${app}: ${version} did not roll out"
     e2e_wait_settled "${app}"
@@ -64,13 +66,14 @@ e2e_change_under_load() {
 
   local changed=0
   e2e_mark "${marks}" rollout-start
-  e2e_deploy "${to}" "${safety}" "${apps[@]}" || changed=$?
-  if [[ "${expect}" == rolled-back ]]; then
-    # The deployer must refuse the release (exit 1) and have rolled it back when it returns.
+  e2e_deploy "${to}" "${safety}" --report-dir "${dir}/deployer" "${apps[@]}" || changed=$?
+  if [[ "${expect}" == rolled-back || "${expect}" == failures ]]; then
+    # A broken release, or one the in-flight checks catch dropping requests: the deployer must
+    # refuse it (exit 1) and have rolled it back when it returns.
     if ((changed == 1)); then
       changed=0
     else
-      err "scenario ${name}: deploy-apps exited ${changed} for a broken release, expected 1"
+      err "scenario ${name}: deploy-apps exited ${changed}, expected 1 (failed and rolled back)"
       changed=1
     fi
     to="${from}"
@@ -116,24 +119,19 @@ scenario_noop() {
   e2e_change_under_load noop no-op v2 v2 safe go-app node-app
 }
 
-# Returns 3 (skipped) until the deployer rolls back failed releases itself.
 scenario_broken() {
   local app="$1" fault="$2" version=v3
-  if ! e2e_deployer_rolls_back; then
-    log "scenario broken-${fault}-${app}: SKIPPED (this deploy-apps does not roll back yet)"
-    return 3
-  fi
   e2e_prepare v2 safe "${app}"
-  # shellcheck disable=SC2034 # E2E_FAULT is read by e2e_deploy (scripts/lib/e2e.sh)
+  # shellcheck disable=SC2034 # E2E_FAULT and E2E_DIGEST are read by e2e_deploy (scripts/lib/e2e.sh)
   case "${fault}" in
     crash | unready) E2E_FAULT="${fault}" ;;
-    missing-image) version=missing ;;  # no image was pushed under this tag
+    missing-image) E2E_DIGEST="sha256:$(printf '0%.0s' {1..64})" ;;  # no such image anywhere
     *) die "unknown fault: ${fault}" ;;
   esac
   local rc=0
   e2e_change_under_load "broken-${fault}-${app}" rolled-back v2 "${version}" safe "${app}" || rc=$?
   # shellcheck disable=SC2034 # read by e2e_deploy (scripts/lib/e2e.sh)
-  E2E_FAULT=""
+  E2E_FAULT="" E2E_DIGEST=""
   return "${rc}"
 }
 

@@ -23,6 +23,8 @@ function dieOnSignal (app) {
     process.once(signal, () => {
       app.log.warn({ signal }, 'SHUTDOWN_MODE=immediate: dying on the signal without draining')
       process.kill(process.pid, signal)
+      // As PID 1 in a container the kernel ignores the default action, so exit like it would have.
+      setTimeout(() => process.exit(exitCodeFor(signal)), 1000)
     })
   }
 }
