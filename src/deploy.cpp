@@ -356,9 +356,9 @@ void DeployCommand::apply_to_cluster() {
     start_local_cluster(options);
   }
   const auto target = resolve_target(options);
+  // The console says it to the user below; this is for -v logs (and --server-dry-run).
   if (target.source == TargetSource::kLocalCluster) {
-    spdlog::warn("no kubeconfig found: using the project's local cluster ({})",
-                 target.config.description);
+    spdlog::info("no kubeconfig found: using the project's local cluster");
   }
   spdlog::info("target: {} at {}", target.config.description, target.config.server);
   KubeClient client(target.config);
