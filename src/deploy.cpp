@@ -440,6 +440,7 @@ void DeployCommand::apply_to_cluster() {
       RolloutSettings settings;
       settings.interrupts = &interrupts.count();
       settings.wait = !options_.no_wait;
+      settings.verify = !options_.no_verify;
       if (!options_.no_verify && !options_.no_wait) {
         settings.probe = probe_config(rendered);
         if (!settings.probe) {

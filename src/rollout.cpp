@@ -787,7 +787,8 @@ class AppRollout::Impl {
           probe_->failure_count() > 0) {
         stop = {Stop::Kind::kFailed, "in-flight check: requests failed during the rollout"};
       }
-      if (stop.kind == Stop::Kind::kNone && !rolling_back && !drain_failure_.empty()) {
+      if (stop.kind == Stop::Kind::kNone && !rolling_back && settings_.verify &&
+          !drain_failure_.empty()) {
         stop = {Stop::Kind::kFailed, drain_failure_};
       }
       if (stop.kind == Stop::Kind::kNone && interrupts() > interrupts_before) {

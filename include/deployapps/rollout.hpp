@@ -48,6 +48,7 @@ struct RolloutSettings {
   Duration rollback_timeout = std::chrono::minutes(3);
   const std::atomic<int>* interrupts = nullptr;  // Ctrl-C count
   bool wait = true;                              // false: apply and return (--no-wait)
+  bool verify = true;  // false (--no-verify): an old pod's non-zero drain exit fails nothing
 };
 
 struct RolloutReport {
