@@ -277,13 +277,13 @@ class AppRollout::Impl {
         target_(std::move(target)),
         settings_(std::move(settings)),
         console_(console),
-        client_(config_) {
-    const auto ns = target_.namespace_name;
-    deployments_path_ = fmt::format("/apis/apps/v1/namespaces/{}/deployments", ns);
-    deployment_path_ = deployments_path_ + "/" + target_.app;
-    replica_sets_path_ = fmt::format("/apis/apps/v1/namespaces/{}/replicasets", ns);
-    pods_path_ = fmt::format("/api/v1/namespaces/{}/pods", ns);
-  }
+        client_(config_),
+        deployments_path_(
+            fmt::format("/apis/apps/v1/namespaces/{}/deployments", target_.namespace_name)),
+        deployment_path_(deployments_path_ + "/" + target_.app),
+        replica_sets_path_(
+            fmt::format("/apis/apps/v1/namespaces/{}/replicasets", target_.namespace_name)),
+        pods_path_(fmt::format("/api/v1/namespaces/{}/pods", target_.namespace_name)) {}
 
   ~Impl() { stop_watches(); }
   Impl(const Impl&) = delete;

@@ -227,8 +227,7 @@ TEST_CASE("with no cluster configured at all, the local cluster is started and u
                        "esac\n",
                    true);
   const std::string digest = "sha256:" + std::string(64, 'b');
-  const auto result =
-      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
+  const auto result = run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
   CAPTURE(result.err);
   CHECK(result.code == 0);
   CHECK(std::filesystem::exists(repo.root() / "scripts" / "up-ran"));
