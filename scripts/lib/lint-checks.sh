@@ -341,15 +341,17 @@ lint_find_build_dir() {
 }
 
 # Outputs: a key for everything besides a source file and its compile command that clang-tidy's
-# verdict on it depends on: the tool, its config, every project header (any of them may be
-# included), and the versions of the Debian packages whose headers the sources include.
+# verdict on it depends on: the tool and its flags, its config, every project header (any of them
+# may be included), and the versions of the Debian packages whose headers the sources include.
+# Arguments: the clang-tidy command (binary, then flags).
 lint_clang_tidy_common_key() {
-  local clang_tidy="$1" headers=()
+  local headers=()
   mapfile -t headers < <(lint_cpp_files | grep -E '^(src|include)/' | grep -Ev '[.](cpp|cc|cxx)$' || true)
   # shellcheck source=scripts/lib/deployer.sh
   source "${REPO_ROOT}/scripts/lib/deployer.sh"
   {
-    "${clang_tidy}" --version
+    "$1" --version
+    printf '%s\n' "$@"
     cat .clang-tidy
     dpkg-query -W -f '${Package}=${Version}\n' "${DEPLOYER_PACKAGES[@]}" 2>&1
     local header
@@ -417,6 +419,9 @@ lint_check_clang_tidy() {
   grep -q '^WarningsAsErrors' .clang-tidy || flags+=("--warnings-as-errors=*,-clang-diagnostic-*")
   # The build may pass gcc-only warning flags that clang does not know.
   flags+=(--extra-arg=-Wno-unknown-warning-option)
+  # Boost 1.74 enables Asio's coroutines (the probe's) for gcc, but for clang only with libc++'s
+  # <experimental/coroutine>. clang 14 handles libstdc++'s <coroutine>, so say what gcc gets.
+  flags+=(--extra-arg=-DBOOST_ASIO_HAS_CO_AWAIT=1 --extra-arg=-DBOOST_ASIO_HAS_STD_COROUTINE=1)
 
   # A file clean under the same inputs (key) is not checked again.
   local cache_dir="${LINT_TOOLS_DIR}/clang-tidy-${LINT_CLANG_MAJOR}-clean"
@@ -426,7 +431,7 @@ lint_check_clang_tidy() {
   fi
   find "${cache_dir}" -type f -mtime +30 -delete 2>/dev/null || true
   local common_key entry file command key cached=0 pending=()
-  common_key="$(lint_clang_tidy_common_key "${clang_tidy}")"
+  common_key="$(lint_clang_tidy_common_key "${clang_tidy}" "${flags[@]}")"
   for entry in "${entries[@]}"; do
     file="${entry%%$'\t'*}"
     command="${entry#*$'\t'}"
