@@ -180,6 +180,11 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   // the previous default logger comes back on return.
   struct RestoreLogger {
     std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+    RestoreLogger() = default;
+    RestoreLogger(const RestoreLogger&) = delete;
+    RestoreLogger& operator=(const RestoreLogger&) = delete;
+    RestoreLogger(RestoreLogger&&) = delete;
+    RestoreLogger& operator=(RestoreLogger&&) = delete;
     ~RestoreLogger() { spdlog::set_default_logger(previous); }
   } restore_logger;
   configure_logging(err, options.verbosity);

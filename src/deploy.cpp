@@ -168,7 +168,7 @@ void print_summary(const DeployReport& report, std::ostream& out) {
   std::array<std::size_t, 5> widths{};
   for (const auto& row : rows) {
     for (std::size_t i = 0; i < row.size(); ++i) {
-      widths[i] = std::max(widths[i], row[i].size());
+      widths.at(i) = std::max(widths.at(i), row.at(i).size());
     }
   }
   out << '\n';

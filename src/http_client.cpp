@@ -283,6 +283,11 @@ class HttpsClient::Impl {
     active_stream_ = &beast::get_lowest_layer(stream);
     struct ActiveReset {
       beast::tcp_stream*& active;
+      explicit ActiveReset(beast::tcp_stream*& stream) : active(stream) {}
+      ActiveReset(const ActiveReset&) = delete;
+      ActiveReset& operator=(const ActiveReset&) = delete;
+      ActiveReset(ActiveReset&&) = delete;
+      ActiveReset& operator=(ActiveReset&&) = delete;
       ~ActiveReset() { active = nullptr; }
     } active_reset{active_stream_};
     auto message = to_beast(request);

@@ -2,7 +2,11 @@
 # The "kind" provider of scripts/cluster, for machines that can pull images (laptops, GitHub
 # Actions). Same interface and conventions as the native provider: kubeconfig at
 # ${DEPLOY_APPS_STATE}/cluster/kubeconfig with context deploy-apps-local, a registry on
-# 127.0.0.1:5000, Traefik (IngressClass "traefik") on http://127.0.0.1:8088. Source it.
+# 127.0.0.1:5000, Traefik (IngressClass "traefik") on http://127.0.0.1:8088, and Service ClusterIPs
+# reachable from the host (the e2e probes use them): "up" routes the Service subnet via the node
+# container. That route needs root (or CAP_NET_ADMIN) and a Linux host whose containers are
+# routable; Docker Desktop's are not, so there "up" warns and only the ingress path works.
+# Source it.
 #
 # Settings (environment):
 #   KIND_NODE_IMAGE   node image for kind (default: kind's own default for its version)
@@ -21,6 +25,10 @@ readonly KIND_REGISTRY_CONTAINER="deploy-apps-registry"
 readonly KIND_STATE_DIR="${DEPLOY_APPS_STATE}/cluster"
 readonly KIND_KUBECONFIG="${KIND_STATE_DIR}/kubeconfig"
 readonly KIND_CONTEXT="deploy-apps-local"
+# kind's default, written out because the host route below must match it.
+readonly KIND_SERVICE_SUBNET="10.96.0.0/16"
+# The node address the host route goes through, so that "down" removes exactly that route.
+readonly KIND_ROUTE_FILE="${KIND_STATE_DIR}/service-route"
 
 # kubectl with the cluster's kubeconfig (also "scripts/cluster kubectl").
 kind_kubectl() {
@@ -43,6 +51,8 @@ kind_up() {
       --config - <<EOF
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  serviceSubnet: "${KIND_SERVICE_SUBNET}"
 containerdConfigPatches:
   - |-
     [plugins."io.containerd.grpc.v1.cri".registry]
@@ -71,11 +81,51 @@ EOF
     "${REPO_ROOT}/manifests/cluster/traefik.yaml" | kind_kubectl apply -f - >/dev/null
   kind_kubectl -n traefik rollout status deployment/traefik --timeout=180s
   kind_kubectl -n default wait --for=create serviceaccount/default --timeout=60s >/dev/null
+  kind_route_services
   log "kind cluster up; kubeconfig: ${KIND_KUBECONFIG} (context ${KIND_CONTEXT})"
+}
+
+# Makes Service ClusterIPs answer from the host, as they do with the native provider: a route for
+# the Service subnet via the node container. kube-proxy in the node DNATs ClusterIP traffic that
+# arrives on the node's interface (its PREROUTING rules) and masquerades it, since the host is
+# outside the pod network, so replies come back the same way. Warns instead of failing when the
+# route cannot be added: only the e2e gate's Service probes need it, and they fail clearly.
+kind_route_services() {
+  local node_ip
+  node_ip="$(docker inspect --format '{{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}}' \
+    "${KIND_NODE}")" || die "cannot inspect the kind node container ${KIND_NODE}"
+  [[ -n "${node_ip}" ]] || die "the kind node ${KIND_NODE} has no address on Docker's \"kind\" network"
+  if ! command -v ip >/dev/null 2>&1 \
+    || ! ip route replace "${KIND_SERVICE_SUBNET}" via "${node_ip}" 2>/dev/null; then
+    err "could not route ${KIND_SERVICE_SUBNET} (Service ClusterIPs) via the kind node ${node_ip};"
+    err "the e2e gate's Service probes need it. As root (iproute2): ip route replace ${KIND_SERVICE_SUBNET} via ${node_ip}"
+    return 0
+  fi
+  printf '%s\n' "${node_ip}" >"${KIND_ROUTE_FILE}"
+  # The apiserver's own Service is the first address of the subnet; any HTTP answer will do.
+  local first_ip="${KIND_SERVICE_SUBNET%.*/*}.1"
+  if curl --silent --insecure --max-time 5 --output /dev/null "https://${first_ip}/"; then
+    log "Service ClusterIPs (${KIND_SERVICE_SUBNET}) answer from this host via ${node_ip}"
+  else
+    err "routed ${KIND_SERVICE_SUBNET} via ${node_ip}, but https://${first_ip}/ does not answer from this host"
+  fi
+}
+
+# Removes the host route that kind_route_services added, if it is still there.
+kind_unroute_services() {
+  [[ -f "${KIND_ROUTE_FILE}" ]] || return 0
+  local node_ip
+  node_ip="$(<"${KIND_ROUTE_FILE}")"
+  if [[ -n "$(ip route show "${KIND_SERVICE_SUBNET}" via "${node_ip}" 2>/dev/null)" ]]; then
+    ip route del "${KIND_SERVICE_SUBNET}" via "${node_ip}" \
+      || err "could not remove the route ${KIND_SERVICE_SUBNET} via ${node_ip}; remove it as root"
+  fi
+  rm -f "${KIND_ROUTE_FILE}"
 }
 
 kind_down() {
   require_commands "${KIND}" docker
+  kind_unroute_services
   "${KIND}" delete cluster --name "${KIND_CLUSTER_NAME}"
   docker rm -f "${KIND_REGISTRY_CONTAINER}" >/dev/null 2>&1 || true
   rm -f "${KIND_KUBECONFIG}"
@@ -87,7 +137,13 @@ kind_status() {
     log "kind cluster ${KIND_CLUSTER_NAME}: not created"
     return 1
   }
-  kind_kubectl get nodes -o wide && kind_kubectl -n traefik get pods -o wide
+  kind_kubectl get nodes -o wide || return 1
+  kind_kubectl -n traefik get pods -o wide || return 1
+  if [[ -f "${KIND_ROUTE_FILE}" ]]; then
+    log "Service ClusterIPs: routed via the node ($(ip route show "${KIND_SERVICE_SUBNET}" 2>/dev/null))"
+  else
+    log "Service ClusterIPs: not routed from this host (see 'scripts/cluster up' output)"
+  fi
 }
 
 kind_logs() {

@@ -17,12 +17,12 @@ readonly LINT_CHECKS=(
   "shellcheck|shellcheck on every bash/sh script (found by shebang or .sh)"
   "actionlint|actionlint on .github/workflows/*.yml (run: blocks go through shellcheck)"
   "hadolint|hadolint on every Dockerfile"
-  "gofmt|gofmt -l on every Go module under apps/"
-  "go-vet|go vet ./... in every Go module under apps/"
+  "gofmt|gofmt -l on every Go file"
+  "go-vet|go vet in every Go module, and on each Go package outside a module"
   "eslint|eslint (neostandard) in every app under apps/ with an eslint.config.*"
   "clang-format|clang-format --dry-run -Werror on the C++ sources (needs .clang-format)"
   "cppcheck|cppcheck on the C++ sources under src/ and include/"
-  "clang-tidy|clang-tidy on the C++ sources in compile_commands.json (needs .clang-tidy and a build)"
+  "clang-tidy|clang-tidy on src/ (headers: include/) from compile_commands.json; clean files cached"
 )
 
 readonly LINT_TOP_LEVEL_FOLDERS=(src include apps manifests tests scripts .github .ci)
@@ -176,40 +176,81 @@ lint_check_hadolint() {
   "${hadolint}" "${flags[@]}" "${dockerfiles[@]}"
 }
 
+# Outputs: the directories holding a go.mod, one per line.
+lint_go_modules() {
+  lint_files_named go.mod | while IFS= read -r path; do
+    if [[ "${path}" == */* ]]; then printf '%s\n' "${path%/*}"; else printf '.\n'; fi
+  done
+}
+
+# Outputs: directories with Go files that no go.mod of the repository covers (e.g. the cluster's
+# wrappers under scripts/lib/cluster/, which are built inside an upstream module), one per line.
+lint_go_loose_packages() {
+  local -A modules=() loose=()
+  local module path dir
+  while IFS= read -r module; do
+    modules["${module}"]=1
+  done < <(lint_go_modules)
+  while IFS= read -r path; do
+    dir="${path%/*}"
+    [[ "${path}" == */* ]] || dir=.
+    while true; do
+      [[ -n "${modules["${dir}"]:-}" ]] && continue 2
+      [[ "${dir}" == */* ]] || break
+      dir="${dir%/*}"
+    done
+    [[ -n "${modules[.]:-}" ]] && continue
+    loose["${path%/*}"]=1
+  done < <(lint_files_named '*.go')
+  ((${#loose[@]} == 0)) || printf '%s\n' "${!loose[@]}" | sort
+}
+
 lint_check_gofmt() {
-  local modules=() module listing unformatted=() failed=0
-  mapfile -t modules < <(lint_app_dirs_with go.mod)
-  ((${#modules[@]} > 0)) || lint_skip "no go.mod under apps/"
+  local files=() listing unformatted=()
+  mapfile -t files < <(lint_files_named '*.go')
+  ((${#files[@]} > 0)) || lint_skip "no Go files found"
   require_commands go
   local gofmt
   gofmt="$(go env GOROOT)/bin/gofmt"
-  for module in "${modules[@]}"; do
-    # Keep gofmt's status: a file it cannot parse is listed nowhere but must fail the check.
-    if ! listing="$("${gofmt}" -l "${module}")"; then
-      err "gofmt could not read ${module} (see above)"
-      failed=1
-      continue
-    fi
-    mapfile -t unformatted < <(printf '%s' "${listing}")
-    if ((${#unformatted[@]} > 0)); then
-      err "not gofmt-formatted (run: gofmt -w ${module}):"
-      printf '  %s\n' "${unformatted[@]}" >&2
-      failed=1
-    else
-      log "${module}: formatted"
-    fi
-  done
-  return "${failed}"
+  # Keep gofmt's status: a file it cannot parse is listed nowhere but must fail the check.
+  if ! listing="$("${gofmt}" -l "${files[@]}")"; then
+    err "gofmt could not parse the files above"
+    return 1
+  fi
+  mapfile -t unformatted < <(printf '%s' "${listing}")
+  if ((${#unformatted[@]} > 0)); then
+    err "not gofmt-formatted (run: gofmt -w FILE):"
+    printf '  %s\n' "${unformatted[@]}" >&2
+    return 1
+  fi
+  log "${#files[@]} Go files formatted"
 }
 
 lint_check_go_vet() {
-  local modules=() module failed=0
-  mapfile -t modules < <(lint_app_dirs_with go.mod)
-  ((${#modules[@]} > 0)) || lint_skip "no go.mod under apps/"
+  local modules=() packages=() module package failed=0
+  mapfile -t modules < <(lint_go_modules)
+  mapfile -t packages < <(lint_go_loose_packages)
+  ((${#modules[@]} + ${#packages[@]} > 0)) || lint_skip "no Go files found"
   require_commands go
   for module in "${modules[@]}"; do
-    log "go vet in ${module}"
+    log "go vet ./... in ${module}"
     (cd "${module}" && go vet ./...) || failed=1
+  done
+  local files=() imports=() upstream=()
+  for package in "${packages[@]}"; do
+    mapfile -t files < <(lint_files_named '*.go' | grep -E "^${package//./[.]}/[^/]+$")
+    # Without a go.mod only the standard library resolves; standard import paths have no dot in
+    # their first element.
+    mapfile -t imports < <(go list -e -f '{{range .Imports}}{{.}}{{"\n"}}{{end}}' "${files[@]}")
+    mapfile -t upstream < <(printf '%s\n' "${imports[@]}" | grep -E '^[^/]*[.]' || true)
+    if ((${#upstream[@]} > 0)); then
+      # These are copied into an upstream module by scripts/build-kubernetes and type-checked by
+      # that build; vetting them here would mean building Kubernetes' whole module graph.
+      log "not vetted: ${package} imports upstream modules (${upstream[0]}, ...); gofmt covers it"
+      continue
+    fi
+    log "go vet on ${package} (standard library only, no go.mod)"
+    go vet "${files[@]}" || failed=1
   done
   return "${failed}"
 }
@@ -281,7 +322,8 @@ lint_check_cppcheck() {
 }
 
 # Outputs: the build directory holding compile_commands.json: BUILD_DIR if set, else build/,
-# else the most recently configured build-*/ (scripts/test-deployer may use e.g. build-asan).
+# else the most recently configured build/*/ or build-*/ (scripts/test-deployer uses build/test
+# and build/sanitize).
 lint_find_build_dir() {
   if [[ -n "${BUILD_DIR:-}" ]]; then
     printf '%s\n' "${BUILD_DIR}"
@@ -292,10 +334,55 @@ lint_find_build_dir() {
     return 0
   fi
   local newest
-  newest="$(find . -maxdepth 2 -path './build-*/compile_commands.json' -printf '%T@ %h\n' \
+  newest="$(find . -maxdepth 3 \( -path './build-*/compile_commands.json' \
+    -o -path './build/*/compile_commands.json' \) -printf '%T@ %h\n' \
     | sort -rn | head -n 1 | cut -d ' ' -f 2-)"
   printf '%s\n' "${newest:-build}"
 }
+
+# Outputs: a key for everything besides a source file and its compile command that clang-tidy's
+# verdict on it depends on: the tool and its flags, its config, every project header (any of them
+# may be included), and the versions of the Debian packages whose headers the sources include.
+# Arguments: the clang-tidy command (binary, then flags).
+lint_clang_tidy_common_key() {
+  local headers=()
+  mapfile -t headers < <(lint_cpp_files | grep -E '^(src|include)/' | grep -Ev '[.](cpp|cc|cxx)$' || true)
+  # shellcheck source=scripts/lib/deployer.sh
+  source "${REPO_ROOT}/scripts/lib/deployer.sh"
+  {
+    "$1" --version
+    printf '%s\n' "$@"
+    cat .clang-tidy
+    dpkg-query -W -f '${Package}=${Version}\n' "${DEPLOYER_PACKAGES[@]}" 2>&1
+    local header
+    for header in "${headers[@]}"; do
+      printf '%s\n' "${header}"
+      cat "${header}"
+    done
+  } | sha256sum | cut -d ' ' -f 1
+}
+
+# Runs clang-tidy on one file and records a clean result. Run by xargs as `bash -c`, so it takes
+# everything as arguments: cache directory, the clang-tidy command, then the key and the file.
+# shellcheck disable=SC2016  # expanded by the inner bash
+readonly LINT_CLANG_TIDY_RUNNER='
+set -o nounset -o pipefail
+cache_dir="$1"
+shift
+args=("$@")
+count="${#args[@]}"
+key="${args[count - 2]}"
+file="${args[count - 1]}"
+output="$(mktemp)"
+rc=0
+"${args[@]:0:count - 2}" "${file}" >"${output}" 2>&1 || rc=$?
+((rc != 0)) || : >"${cache_dir}/${key}"
+# One write per file keeps the output of parallel runs apart.
+cat "${output}"
+rm -f "${output}"
+# Any failure is 1: an exit status of 255 would make xargs stop starting the other files.
+((rc == 0)) || exit 1
+'
 
 lint_check_clang_tidy() {
   [[ -n "$(lint_cpp_files)" ]] || lint_skip "no C++ files found"
@@ -309,17 +396,22 @@ lint_check_clang_tidy() {
   clang_tidy="$(lint_tool_clang_tidy)"
   root="$(pwd -P)"
   build="$(cd "${build_dir}" && pwd -P)"
-  # Only the project's own sources: not generated files in the build tree.
-  local files=()
-  mapfile -t files < <("${jq}" -r \
-    '.[] | if (.file | startswith("/")) then .file else .directory + "/" + .file end' \
-    "${build}/compile_commands.json" | sort -u \
-    | while IFS= read -r path; do
-      [[ "${path}" == "${root}/"* && "${path}" != "${build}/"* && -f "${path}" ]] \
-        && printf '%s\n' "${path}"
-    done)
-  ((${#files[@]} > 0)) || lint_skip "${build_dir}/compile_commands.json lists no sources under ${root}"
-  local root_regex flags=(-p "${build}" --quiet)
+  # The product's sources under src/; their headers under include/ come in through the header
+  # filter. Tests are left to the compiler's warnings and the sanitizers: clang-tidy on them cost
+  # more than the product code did, for findings (test-macro idioms) that are not bugs.
+  # Each entry: file, tab, its compile command with the checkout's path made neutral (so the key
+  # holds in another clone, e.g. in CI).
+  local entries=()
+  # shellcheck disable=SC2016  # $file and $root are jq's
+  mapfile -t entries < <("${jq}" -r --arg root "${root}" '
+    .[]
+    | (if (.file | startswith("/")) then .file else .directory + "/" + .file end) as $file
+    | select($file | startswith($root + "/src/") or startswith($root + "/include/"))
+    | [$file, ((.command // (.arguments | join(" "))) + " @" + .directory
+        | split($root) | join("@ROOT@"))] | @tsv' "${build}/compile_commands.json" | sort -u)
+  ((${#entries[@]} > 0)) || lint_skip "${build_dir}/compile_commands.json lists no sources under src/ or include/"
+  local flags=(-p "${build}" --quiet)
+  local root_regex
   root_regex="$(printf '%s' "${root}" | sed 's/[][\.*^$+?(){}|/]/\\&/g')"
   # Headers under include/ and src/ are project code; the config may narrow this.
   grep -q '^HeaderFilterRegex' .clang-tidy || flags+=("--header-filter=^${root_regex}/(include|src)/")
@@ -327,6 +419,33 @@ lint_check_clang_tidy() {
   grep -q '^WarningsAsErrors' .clang-tidy || flags+=("--warnings-as-errors=*,-clang-diagnostic-*")
   # The build may pass gcc-only warning flags that clang does not know.
   flags+=(--extra-arg=-Wno-unknown-warning-option)
-  log "clang-tidy ${LINT_CLANG_MAJOR} on ${#files[@]} files from ${build_dir}/compile_commands.json"
-  printf '%s\0' "${files[@]}" | xargs -0 -r -n 1 -P "${LINT_JOBS:-2}" "${clang_tidy}" "${flags[@]}"
+  # Boost 1.74 enables Asio's coroutines (the probe's) for gcc, but for clang only with libc++'s
+  # <experimental/coroutine>. clang 14 handles libstdc++'s <coroutine>, so say what gcc gets.
+  flags+=(--extra-arg=-DBOOST_ASIO_HAS_CO_AWAIT=1 --extra-arg=-DBOOST_ASIO_HAS_STD_COROUTINE=1)
+
+  # A file clean under the same inputs (key) is not checked again.
+  local cache_dir="${LINT_TOOLS_DIR}/clang-tidy-${LINT_CLANG_MAJOR}-clean"
+  if ! mkdir -p "${cache_dir}" 2>/dev/null; then
+    log "cannot create ${cache_dir}; every file is checked"
+    cache_dir="$(mktemp -d)"
+  fi
+  find "${cache_dir}" -type f -mtime +30 -delete 2>/dev/null || true
+  local common_key entry file command key cached=0 pending=()
+  common_key="$(lint_clang_tidy_common_key "${clang_tidy}" "${flags[@]}")"
+  for entry in "${entries[@]}"; do
+    file="${entry%%$'\t'*}"
+    command="${entry#*$'\t'}"
+    [[ -f "${file}" ]] || continue
+    key="$({ printf '%s\n%s\n' "${common_key}" "${command}"; cat "${file}"; } | sha256sum | cut -d ' ' -f 1)"
+    if [[ -f "${cache_dir}/${key}" ]]; then
+      cached=$((cached + 1))
+    else
+      pending+=("${key}" "${file}")
+    fi
+  done
+  log "clang-tidy ${LINT_CLANG_MAJOR} on ${#entries[@]} files from ${build_dir}/compile_commands.json:" \
+    "${cached} unchanged since a clean run, $((${#pending[@]} / 2)) to check (${LINT_JOBS:-2} jobs)"
+  ((${#pending[@]} > 0)) || return 0
+  printf '%s\0' "${pending[@]}" | xargs -0 -r -n 2 -P "${LINT_JOBS:-2}" \
+    bash -c "${LINT_CLANG_TIDY_RUNNER}" lint-clang-tidy "${cache_dir}" "${clang_tidy}" "${flags[@]}"
 }

@@ -20,7 +20,7 @@
 #include "deployapps/probe/config.hpp"
 #include "deployapps/probe/report.hpp"
 
-extern char** environ;
+extern char** environ;  // NOLINT(readability-redundant-declaration): POSIX, not in any header
 
 namespace deployapps::probe {
 namespace {
@@ -75,7 +75,8 @@ std::string terminal_for(const fs::path& output) {
 std::pair<int, std::string> run_gnuplot(const fs::path& script) {
   std::array<int, 2> pipe_fds{};
   if (::pipe(pipe_fds.data()) != 0) {
-    throw ChartError(std::string("cannot create a pipe for gnuplot: ") + std::strerror(errno));
+    throw ChartError(std::string("cannot create a pipe for gnuplot: ") +
+                     std::generic_category().message(errno));
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -94,7 +95,8 @@ std::pair<int, std::string> run_gnuplot(const fs::path& script) {
     ::close(pipe_fds[0]);
     throw ChartError(spawned == ENOENT
                          ? std::string("gnuplot is not installed (Debian package gnuplot-nox)")
-                         : std::string("cannot run gnuplot: ") + std::strerror(spawned));
+                         : std::string("cannot run gnuplot: ") +
+                               std::generic_category().message(spawned));
   }
   std::string output;
   std::array<char, 4096> buffer{};
@@ -129,7 +131,8 @@ std::string chart_script(const Report& report, const fs::path& output) {
     colour_index.emplace(version.version, colour_index.size());
   }
   const auto colour_of = [&](std::size_t index, const std::string& version) -> std::string {
-    return version.empty() ? kUnversionedColour : kVersionColours[index % kVersionColours.size()];
+    return version.empty() ? kUnversionedColour
+                           : kVersionColours.at(index % kVersionColours.size());
   };
 
   // Bins sized so a 60 s run gets ~0.25 s resolution and a long run at most kMaxBins bins.

@@ -1,5 +1,6 @@
 #include "deployapps/probe/config.hpp"
 
+#include <array>
 #include <charconv>
 #include <string>
 
@@ -102,17 +103,19 @@ void Config::validate() const {
   if (short_sleep.count() < 0 || request_interval.count() < 0) {
     throw ConfigError("probe: short sleep and request interval must not be negative");
   }
-  const int counts[] = {keepalive_get_workers, keepalive_post_workers, fresh_connection_workers,
-                        initial_long_requests, long_request_workers,   initial_streams,
-                        stream_workers};
-  const char* const names[] = {
+  const std::array counts = {
+      keepalive_get_workers, keepalive_post_workers, fresh_connection_workers,
+      initial_long_requests, long_request_workers,   initial_streams,
+      stream_workers};
+  const std::array names = {
       "keep-alive GET workers", "keep-alive POST workers", "fresh-connection workers",
       "initial long requests",  "long request workers",    "initial streams",
       "stream workers"};
   int total = 0;
-  for (std::size_t i = 0; i < std::size(counts); ++i) {
-    require_non_negative(counts[i], names[i]);
-    total += counts[i];
+  static_assert(counts.size() == names.size());
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    require_non_negative(counts.at(i), names.at(i));
+    total += counts.at(i);
   }
   if (total == 0) {
     throw ConfigError("probe: the mix has no workers; nothing would be measured");

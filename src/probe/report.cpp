@@ -416,7 +416,7 @@ Report Report::from_json(const nlohmann::json& in) {
   for (const json& record : in.at("records")) {
     records.push_back(record_from_json(record));
   }
-  return Report(std::move(info), std::move(records), std::move(marks));
+  return {std::move(info), std::move(records), std::move(marks)};
 }
 
 std::string Report::summary_text() const {
@@ -424,8 +424,9 @@ std::string Report::summary_text() const {
   std::string out = fmt::format("probe {}{} for {:.1f} s (started {})\n", info_.url,
                                 info_.host_header.empty() ? "" : " Host: " + info_.host_header,
                                 to_seconds(run_end(records_, info_)), info_.started_at);
-  out += fmt::format("requests: {} total, {} failed{}\n", summary.requests, summary.failed,
-                     summary.cancelled ? fmt::format(", {} cancelled", summary.cancelled) : "");
+  out +=
+      fmt::format("requests: {} total, {} failed{}\n", summary.requests, summary.failed,
+                  summary.cancelled != 0 ? fmt::format(", {} cancelled", summary.cancelled) : "");
   std::string classes;
   for (const auto& [error, count] : summary.failures_by_class) {
     classes += fmt::format("{}{} {}", classes.empty() ? "" : ", ", to_string(error), count);
@@ -479,7 +480,7 @@ std::string Report::summary_text() const {
         to_seconds(record.start), to_seconds(record.end), to_string(record.kind), record.worker,
         record.id, record.connection, record.connection_reused ? ", reused" : "",
         record.connection_served_by.empty() ? "" : ", pinned to " + record.connection_served_by,
-        to_string(record.error), record.status ? fmt::format(" HTTP {}", record.status) : "",
+        to_string(record.error), record.status != 0 ? fmt::format(" HTTP {}", record.status) : "",
         record.detail.empty() ? "" : ": " + record.detail);
   }
   if (failed.size() > kShown) {

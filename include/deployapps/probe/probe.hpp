@@ -27,6 +27,8 @@ class Probe {
   ~Probe();
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
+  Probe(Probe&&) = delete;
+  Probe& operator=(Probe&&) = delete;
 
   // Resolves the host (bounded by connect_timeout) and starts the traffic on a new thread.
   // Throws Error if the host does not resolve or the probe was started before.

@@ -183,7 +183,7 @@ class Report {
   // everything but the summary, which is derived. from_json throws nlohmann::json::exception or
   // std::invalid_argument on malformed input.
   [[nodiscard]] nlohmann::json to_json() const;
-  [[nodiscard]] static Report from_json(const nlohmann::json& json);
+  [[nodiscard]] static Report from_json(const nlohmann::json& in);
 
   // For people: totals, failures by class, versions, switch-over, latency, the first failures.
   [[nodiscard]] std::string summary_text() const;
