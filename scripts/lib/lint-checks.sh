@@ -431,7 +431,10 @@ lint_check_clang_tidy() {
   fi
   find "${cache_dir}" -type f -mtime +30 -delete 2>/dev/null || true
   local common_key entry file command key cached=0 pending=()
-  common_key="$(lint_clang_tidy_common_key "${clang_tidy}" "${flags[@]}")"
+  # The flags name the checkout (-p, the header filter); the key must not, or no clone shares it.
+  local neutral_flags=("${flags[@]//"${root}"/@ROOT@}")
+  neutral_flags=("${neutral_flags[@]//"${root_regex}"/@ROOT@}")
+  common_key="$(lint_clang_tidy_common_key "${clang_tidy}" "${neutral_flags[@]}")"
   for entry in "${entries[@]}"; do
     file="${entry%%$'\t'*}"
     command="${entry#*$'\t'}"
