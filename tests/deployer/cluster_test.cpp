@@ -1,9 +1,11 @@
 // The deployer against a real cluster (DEPLOY_APPS_TEST_KUBECONFIG). Everything goes into a
 // namespace of its own, deleted at the end, so the apps' real namespaces are left alone.
 #include <catch2/catch.hpp>
+#include <cstdint>
 
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "deployapps/cli.hpp"
 #include "deployapps/discovery.hpp"
@@ -51,15 +53,39 @@ Result deploy(const FixtureRepo& repo, std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
-std::string deployment_version(KubeClient& api, const std::string& app) {
+// The Deployment's generation: it moves only when the spec changes. (Its resourceVersion also
+// moves while the controller updates the status of pods still starting.)
+std::int64_t deployment_generation(KubeClient& api, const std::string& app) {
   const auto deployment =
       api.get("/apis/apps/v1/namespaces/" + std::string(kNamespace) + "/deployments/" + app,
               Deadline::after(30s));
-  return deployment["metadata"]["resourceVersion"].get<std::string>();
+  return deployment["metadata"]["generation"].get<std::int64_t>();
 }
 
-// Removes the test namespace when the run ends, whatever happened.
+// Starts from no test namespace (an earlier run's may still be terminating, and nothing can be
+// created in it), and removes it when the run ends, whatever happened.
 struct NamespaceCleanup {
+  NamespaceCleanup() {
+    auto api = client();
+    const auto path = "/api/v1/namespaces/" + std::string(kNamespace);
+    const auto deadline = Deadline::after(120s);
+    while (const auto existing = api.get_if_exists(path, Deadline::after(30s))) {
+      if (!existing->at("metadata").contains("deletionTimestamp")) {
+        deployapps::ApiRequest request;
+        request.method = "DELETE";
+        request.path = path;
+        (void)api.request(request, Deadline::after(30s));
+      }
+      if (deadline.expired()) {
+        FAIL("namespace " << kNamespace << " from an earlier run is still there after 120 s");
+      }
+      std::this_thread::sleep_for(500ms);
+    }
+  }
+  NamespaceCleanup(const NamespaceCleanup&) = delete;
+  NamespaceCleanup& operator=(const NamespaceCleanup&) = delete;
+  NamespaceCleanup(NamespaceCleanup&&) = delete;
+  NamespaceCleanup& operator=(NamespaceCleanup&&) = delete;
   ~NamespaceCleanup() {
     try {
       auto api = client();
@@ -126,13 +152,13 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
   }
   CHECK(managed_by_us);
 
-  const auto go_version = deployment_version(api, "go-app");
-  const auto node_version = deployment_version(api, "node-app");
+  const auto go_generation = deployment_generation(api, "go-app");
+  const auto node_generation = deployment_generation(api, "node-app");
   const auto again = deploy(repo, {"-o", "json", "go-app", "node-app"});
   INFO(again.err);
   REQUIRE(again.code == 0);
-  CHECK(deployment_version(api, "go-app") == go_version);
-  CHECK(deployment_version(api, "node-app") == node_version);
+  CHECK(deployment_generation(api, "go-app") == go_generation);
+  CHECK(deployment_generation(api, "node-app") == node_generation);
   const auto report = json::parse(again.out);
   std::size_t objects = 0;
   for (const auto& app : report["apps"]) {
@@ -156,7 +182,7 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
   CHECK(rejected.code == 1);
   CHECK_THAT(rejected.err, Catch::Contains("violates PodSecurity \"restricted:latest\"") &&
                                Catch::Contains("allowPrivilegeEscalation != false"));
-  CHECK(deployment_version(api, "go-app") == go_version);
+  CHECK(deployment_generation(api, "go-app") == go_generation);
 
   // Strict field validation catches a typo the server would otherwise drop.
   text = deployapps::testing::read_file(template_path);
@@ -165,5 +191,5 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
   const auto typo = deploy(repo, {"--server-dry-run", "go-app"});
   CHECK(typo.code == 1);
   CHECK_THAT(typo.err, Catch::Contains("minReadySecond"));
-  CHECK(deployment_version(api, "go-app") == go_version);
+  CHECK(deployment_generation(api, "go-app") == go_generation);
 }
