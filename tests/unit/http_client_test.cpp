@@ -273,13 +273,17 @@ TEST_CASE("a stream stops when the handler says so", "[http][watch]") {
   CHECK(lines == std::vector<std::string>{"one", "two"});
 }
 
+// A stream that sends one line, then nothing: no terminating chunk, and the connection stays open.
+static deployapps::testing::ServerReply silent_after_first_line(
+    const ReceivedRequest& /*request*/) {
+  auto reply = deployapps::testing::chunked_reply({"first\n"});
+  reply.pieces.pop_back();
+  reply.hang = true;
+  return reply;
+}
+
 TEST_CASE("a silent stream hits the idle timeout", "[http][watch]") {
-  TlsTestServer server({server_certificate(), std::nullopt}, [](const ReceivedRequest&) {
-    auto reply = deployapps::testing::chunked_reply({"first\n"});
-    reply.pieces.pop_back();  // no terminating chunk, then silence
-    reply.hang = true;
-    return reply;
-  });
+  TlsTestServer server({server_certificate(), std::nullopt}, silent_after_first_line);
   HttpsClient client("127.0.0.1", server.port_string(), trusting(cluster_ca()));
   std::vector<std::string> lines;
   CHECK_THROWS_WITH(client.stream_lines(
@@ -294,12 +298,7 @@ TEST_CASE("a silent stream hits the idle timeout", "[http][watch]") {
 }
 
 TEST_CASE("another thread can end a silent stream at once", "[http][watch]") {
-  TlsTestServer server({server_certificate(), std::nullopt}, [](const ReceivedRequest&) {
-    auto reply = deployapps::testing::chunked_reply({"first\n"});
-    reply.pieces.pop_back();  // no terminating chunk, then silence
-    reply.hang = true;
-    return reply;
-  });
+  TlsTestServer server({server_certificate(), std::nullopt}, silent_after_first_line);
   HttpsClient client("127.0.0.1", server.port_string(), trusting(cluster_ca()));
   std::vector<std::string> lines;
   std::atomic<bool> got_first{false};
