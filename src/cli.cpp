@@ -39,6 +39,14 @@ std::optional<std::string> ProcessEnvironment::get(const std::string& name) cons
 }
 
 void setup_deploy_options(CLI::App& app, DeployOptions& options) {
+  const auto valid_duration = [](const std::string& text) {
+    try {
+      (void)parse_duration(text);
+      return std::string();
+    } catch (const UsageError& error) {
+      return std::string(error.what());
+    }
+  };
   app.add_option("APP", options.apps,
                  "Apps to deploy: folders under apps/ with manifests/<app>/values.yaml");
   app.add_option("--context", options.context,
@@ -73,15 +81,14 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                  "Deadline for applying and rolling out, e.g. 90s, 5m, 1h (image builds have "
                  "their own 20 min limit)")
       ->type_name("DURATION")
-      ->check([](const std::string& text) {
-        try {
-          (void)parse_duration(text);
-          return std::string();
-        } catch (const UsageError& error) {
-          return std::string(error.what());
-        }
-      })
+      ->check(valid_duration)
       ->default_str("5m");
+  app.add_option("--cluster-timeout", options.cluster_timeout,
+                 "Deadline for starting the project's local cluster when it is used and not "
+                 "healthy (a first start builds Kubernetes)")
+      ->type_name("DURATION")
+      ->check(valid_duration)
+      ->default_str("90m");
   app.add_flag("-v,--verbose", options.verbosity,
                "More logging on stderr: -v info, -vv debug, -vvv trace");
   app.add_option("-o,--output", options.output, "Output format: text, or json for CI")
@@ -114,9 +121,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
   app.add_option("--report-dir", options.report_dir,
                  "Where each app's probe report and chart go (default: out/deploy/<app>/)")
       ->type_name("DIR");
-  app.add_option("--repo-root", options.repo_root,
+  app.add_option("--repo,--repo-root", options.repo_root,
                  "Repository holding apps/ and manifests/ (default: $DEPLOY_APPS_ROOT, else the "
-                 "source tree of this build)")
+                 "working directory or its nearest parent that is one, as git finds its own)")
       ->check(CLI::ExistingDirectory);
 }
 
@@ -196,16 +203,20 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     const InterruptCounter interrupts;
     return run_probe_command(probe_options, out, err, &interrupts.count());
   }
+  DeployCommand command(options, environment, out, err);
+  // -o json: stdout holds exactly one document, the report when it was written, else the error.
+  const auto error_output = [&] {
+    return command.report_written() ? OutputFormat::kText : options.output;
+  };
   try {
-    DeployCommand command(options, environment, out);
     command.run();
     return static_cast<int>(ExitCode::kOk);
   } catch (const Error& error) {
-    return report_error(error.what(), exit_code_for(error), options.output, out, err);
+    return report_error(error.what(), exit_code_for(error), error_output(), out, err);
   } catch (const std::exception& error) {
     // A bug or an environment failure we did not foresee; still one clear line.
     return report_error(fmt::format("internal error: {}", error.what()), ExitCode::kFailed,
-                        options.output, out, err);
+                        error_output(), out, err);
   }
 }
 

@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 #include <array>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <ostream>
@@ -35,30 +37,122 @@ constexpr std::string_view kLocalIngressUrl = "http://127.0.0.1:8088";
 
 }  // namespace
 
-fs::path default_repo_root(const ProcessEnvironment& environment) {
+bool is_deploy_apps_repository(const fs::path& dir) {
+  std::error_code error;
+  return fs::is_directory(dir / "apps", error) &&
+         fs::is_regular_file(dir / "manifests" / "values.yaml", error);
+}
+
+fs::path default_repo_root(const ProcessEnvironment& environment, const fs::path& start) {
   if (const auto root = environment.get("DEPLOY_APPS_ROOT"); root && !root->empty()) {
     return *root;
   }
-  return DEPLOY_APPS_SOURCE_DIR;
+  // As git finds its repository: the working directory, then each parent.
+  std::error_code error;
+  auto dir = fs::weakly_canonical(start, error);
+  if (error) {
+    dir = start;
+  }
+  for (;;) {
+    if (is_deploy_apps_repository(dir)) {
+      return dir;
+    }
+    if (!dir.has_parent_path() || dir.parent_path() == dir) {
+      break;
+    }
+    dir = dir.parent_path();
+  }
+  throw UsageError(fmt::format(
+      "no deploy-apps repository in {} or any parent (one holds apps/ and "
+      "manifests/values.yaml); run inside a clone, or give --repo DIR",
+      start.string()));
 }
 
-std::string default_image_tag(const fs::path& repo_root) {
-  const auto git = [&](std::vector<std::string> args) {
-    ProcessOptions options;
-    options.argv = {"git", "-C", repo_root.string()};
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.deadline = Deadline::after(kGitTimeout);
-    return run_process(options);
+namespace {
+
+ProcessResult run_git(const fs::path& repo_root, const std::vector<std::string>& args) {
+  ProcessOptions options;
+  options.argv = {"git", "-C", repo_root.string()};
+  options.argv.insert(options.argv.end(), args.begin(), args.end());
+  options.deadline = Deadline::after(kGitTimeout);
+  return run_process(options);
+}
+
+// Paths that decide what an app's deploy holds: its build context (the image) and manifests/
+// (its objects).
+std::vector<std::string> app_content_paths(const std::string& app) {
+  return {"apps/" + app, "manifests"};
+}
+
+// SHA-256 over each file's path and bytes. Hand-written over OpenSSL's EVP (already linked for
+// TLS) rather than a new dependency for one digest.
+std::string content_hash(const fs::path& repo_root, const std::vector<std::string>& files) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
+                                                                   &EVP_MD_CTX_free);
+  if (!context || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1) {
+    throw Error("cannot start a SHA-256 digest (OpenSSL)");
+  }
+  const auto update = [&](std::string_view bytes) {
+    EVP_DigestUpdate(context.get(), bytes.data(), bytes.size());
   };
+  std::vector<char> buffer(64 * 1024);
+  for (const auto& file : files) {
+    update(file);
+    update(std::string_view("\0", 1));
+    std::ifstream in(repo_root / file, std::ios::binary);
+    if (!in) {
+      update("(deleted)");  // tracked but removed from the working tree
+    }
+    while (in) {
+      in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      update(std::string_view(buffer.data(), static_cast<std::size_t>(in.gcount())));
+    }
+    update(std::string_view("\0", 1));
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(context.get(), digest.data(), &length);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += fmt::format("{:02x}", digest.at(i));
+  }
+  return hex;
+}
+
+}  // namespace
+
+std::string default_image_tag(const fs::path& repo_root, const std::string& app) {
   try {
-    const auto commit = git({"rev-parse", "--short=12", "HEAD"});
+    const auto commit = run_git(repo_root, {"rev-parse", "--short=12", "HEAD"});
     if (commit.exit_code != 0) {
       return "dev";
     }
     std::string tag(trim(commit.stdout_text));
-    const auto status = git({"status", "--porcelain", "--untracked-files=no"});
+    std::vector<std::string> status_args{"status", "--porcelain", "--untracked-files=all", "--"};
+    const auto paths = app_content_paths(app);
+    status_args.insert(status_args.end(), paths.begin(), paths.end());
+    const auto status = run_git(repo_root, status_args);
     if (status.exit_code == 0 && !trim(status.stdout_text).empty()) {
-      tag += "-dirty";
+      // Modified: the version names the content, so two different trees never share one.
+      std::vector<std::string> list_args{"ls-files", "-z", "--cached", "--others",
+                                         "--exclude-standard", "--"};
+      list_args.insert(list_args.end(), paths.begin(), paths.end());
+      const auto listed = run_git(repo_root, list_args);
+      std::set<std::string> files;
+      std::string_view rest = listed.stdout_text;
+      while (!rest.empty()) {
+        const auto end = rest.find('\0');
+        if (end != 0) {
+          files.emplace(rest.substr(0, end));
+        }
+        if (end == std::string_view::npos) {
+          break;
+        }
+        rest.remove_prefix(end + 1);
+      }
+      tag += "-dirty-" +
+             content_hash(repo_root, std::vector<std::string>(files.begin(), files.end()))
+                 .substr(0, 12);
     }
     return tag;
   } catch (const SpawnError&) {
@@ -215,6 +309,7 @@ void print_text(const DeployReport& report, std::ostream& out) {
 
 void DeployCommand::run() {
   timeout_ = parse_duration(options_.timeout);
+  cluster_timeout_ = parse_duration(options_.cluster_timeout);
   deadline_ = Deadline::after(timeout_);
   prepare();
   if (options_.dry_run) {
@@ -232,7 +327,7 @@ RenderRequest DeployCommand::render_request(const std::string& app) const {
   RenderRequest request;
   request.app = app;
   request.environment = options_.environment;
-  request.tag = tag_;
+  request.tag = tags_.at(app);
   request.namespace_name = options_.namespace_name;
   request.overrides = overrides_;
   return request;
@@ -281,7 +376,9 @@ void DeployCommand::prepare() {
     throw UsageError(
         fmt::format("invalid --digest \"{}\": expected sha256:<64 hex digits>", *options_.digest));
   }
-  tag_ = options_.tag.value_or(default_image_tag(repository.root()));
+  for (const auto& app : options_.apps) {
+    tags_[app] = options_.tag.value_or(default_image_tag(repository.root(), app));
+  }
   for (const auto& app : options_.apps) {
     rendered_.push_back(render_app(repository, render_request(app)));
   }
@@ -312,34 +409,94 @@ bool no_cluster_configured(const TargetOptions& options) {
          !home_config && !options.in_cluster.available();
 }
 
-void DeployCommand::start_local_cluster(TargetOptions& target) {
+std::ostream& DeployCommand::progress() const {
+  return options_.output == OutputFormat::kJson ? err_ : out_;
+}
+
+std::vector<std::string> local_cluster_problems(std::string_view status_output) {
+  // scripts/cluster status: "NAME  NOT running", "kube-apiserver is not ready",
+  // "ingress: ... does NOT answer", "native cluster: not created", nodes "NotReady".
+  static const std::regex problem(R"((NOT running|not ready|does NOT answer|not created|NotReady))");
+  std::vector<std::string> problems;
+  std::string_view rest = status_output;
+  while (!rest.empty()) {
+    const auto end = rest.find('\n');
+    const auto line = trim(rest.substr(0, end));
+    if (!line.empty() && std::regex_search(line.begin(), line.end(), problem)) {
+      // Collapse the status table's column padding.
+      problems.push_back(std::regex_replace(std::string(line), std::regex(" {2,}"), " "));
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    rest.remove_prefix(end + 1);
+  }
+  return problems;
+}
+
+void DeployCommand::ensure_local_cluster(TargetOptions& target) {
   const auto script = repository_->root() / "scripts" / "cluster";
-  out_ << "deploy-apps: no cluster configured (no --kubeconfig, $KUBECONFIG or ~/.kube/config): "
-          "using the project's local cluster, starting it if needed (scripts/cluster up)\n"
-       << std::flush;
-  ProcessOptions up;
-  up.argv = {script.string(), "up"};
-  up.deadline = Deadline::after(kBuildTimeout);
-  up.on_stdout_line = [&](std::string_view line) {
-    out_ << "cluster: " << line << '\n' << std::flush;
-  };
-  up.on_stderr_line = up.on_stdout_line;
-  ProcessResult result;
+  auto& out = progress();
+  // Checked on every deploy: a half-started cluster (an interrupted "up", a stopped component)
+  // takes a deploy but never rolls it out.
+  ProcessOptions status;
+  status.argv = {script.string(), "status"};
+  status.deadline = Deadline::after(kLocalClusterStatusTimeout);
+  ProcessResult checked;
   try {
-    result = run_process(up);
+    checked = run_process(status);
   } catch (const SpawnError& error) {
     throw ConfigError(
         fmt::format("no cluster configured, and {} cannot run: {}", script.string(), error.what()));
   }
-  if (result.exit_code != 0) {
-    throw Error(
-        fmt::format("no cluster configured, and starting the local cluster failed ({} up "
-                    "exited {})",
-                    script.string(), result.exit_code));
+  if (checked.exit_code == 0) {
+    out << "deploy-apps: no cluster configured (no --kubeconfig, $KUBECONFIG or ~/.kube/config): "
+           "using the project's local cluster (scripts/cluster status: healthy)\n"
+        << std::flush;
+  } else {
+    const auto problems = local_cluster_problems(checked.stdout_text + checked.stderr_text);
+    out << fmt::format(
+               "deploy-apps: no cluster configured (no --kubeconfig, $KUBECONFIG or "
+               "~/.kube/config): using the project's local cluster, which is not usable: {}; "
+               "running 'scripts/cluster up' (idempotent; up to {} for a first run that builds "
+               "Kubernetes)\n",
+               problems.empty() ? fmt::format("status exited {}", checked.exit_code)
+                                : fmt::format("{}", fmt::join(problems, "; ")),
+               format_duration(cluster_timeout_))
+        << std::flush;
+    const auto started = Clock::now();
+    ProcessOptions up;
+    up.argv = {script.string(), "up"};
+    up.deadline = Deadline::after(cluster_timeout_);
+    up.on_stdout_line = [&](std::string_view line) {
+      out << fmt::format("cluster: [{} of {}] {}\n", format_duration(std::chrono::duration_cast<Duration>(Clock::now() - started)),
+                         format_duration(cluster_timeout_), line)
+          << std::flush;
+    };
+    up.on_stderr_line = up.on_stdout_line;
+    ProcessResult result;
+    try {
+      result = run_process(up);
+    } catch (const SpawnError& error) {
+      throw ConfigError(fmt::format("no cluster configured, and {} cannot run: {}",
+                                    script.string(), error.what()));
+    }
+    if (result.timed_out) {
+      throw Error(fmt::format(
+          "the local cluster did not start within --cluster-timeout {} ({} up was stopped); "
+          "what it started stays and the next run resumes it",
+          format_duration(cluster_timeout_), script.string()));
+    }
+    if (result.exit_code != 0) {
+      throw Error(
+          fmt::format("no cluster configured, and starting the local cluster failed ({} up "
+                      "exited {}); see 'scripts/cluster status' and 'scripts/cluster logs NAME'",
+                      script.string(), result.exit_code));
+    }
   }
   ProcessOptions kubeconfig;
   kubeconfig.argv = {script.string(), "kubeconfig"};
-  kubeconfig.deadline = Deadline::after(std::chrono::seconds(30));
+  kubeconfig.deadline = Deadline::after(kLocalClusterStatusTimeout);
   const auto path = run_process(kubeconfig);
   if (path.exit_code == 0 && !trim(path.stdout_text).empty()) {
     target.local_cluster_kubeconfig = std::string(trim(path.stdout_text));
@@ -351,9 +508,8 @@ void DeployCommand::apply_to_cluster() {
   // A context the user named must come from their configuration; the local cluster is only the
   // fallback when nothing is configured and no context is asked for.
   if (no_cluster_configured(options) && !options.context &&
-      !fs::exists(options.local_cluster_kubeconfig) &&
       fs::exists(repository_->root() / "scripts" / "cluster")) {
-    start_local_cluster(options);
+    ensure_local_cluster(options);
   }
   const auto target = resolve_target(options);
   // The console says it to the user below; this is for -v logs (and --server-dry-run).
@@ -379,7 +535,7 @@ void DeployCommand::apply_to_cluster() {
   // With -o json, stdout carries only the report; progress goes to stderr.
   const bool json_output = options_.output == OutputFormat::kJson;
   const auto term = environment_.get("TERM");
-  Console console(json_output ? std::cerr : out_,
+  Console console(json_output ? err_ : out_,
                   json_output
                       ? is_interactive_terminal(STDERR_FILENO, term)
                       : &out_ == &std::cout && is_interactive_terminal(STDOUT_FILENO, term));
@@ -413,7 +569,7 @@ void DeployCommand::apply_to_cluster() {
     if (const auto failed = build_failures.find(app.app); failed != build_failures.end()) {
       RolloutReport rollout;
       rollout.app = app.app;
-      rollout.new_version = tag_;
+      rollout.new_version = tags_.at(app.app);
       rollout.result = RolloutResult::kFailed;
       rollout.failure = failed->second;
       rollout.state_left = "nothing was applied";
@@ -431,7 +587,7 @@ void DeployCommand::apply_to_cluster() {
       RolloutTarget rollout_target;
       rollout_target.app = rendered.app;
       rollout_target.namespace_name = rendered.namespace_name;
-      rollout_target.new_version = tag_;
+      rollout_target.new_version = tags_.at(rendered.app);
       for (const auto& object : plans[i]) {
         if (object.resource.kind == "Deployment") {
           rollout_target.deployment = object.object;
@@ -471,7 +627,7 @@ void DeployCommand::apply_to_cluster() {
         // Failed before the rollout began (e.g. the apply was rejected): nothing to roll back.
         RolloutReport failed;
         failed.app = rendered.app;
-        failed.new_version = tag_;
+        failed.new_version = tags_.at(rendered.app);
         failed.result = RolloutResult::kFailed;
         failed.failure = error.what();
         failed.state_left = "the apply was rejected; see the error";
@@ -491,6 +647,7 @@ void DeployCommand::apply_to_cluster() {
   } else {
     print_summary(report, out_);
   }
+  report_written_ = true;
   std::vector<std::string> failed;
   bool interrupted = false;
   for (const auto& app : report.apps) {
@@ -532,6 +689,7 @@ void DeployCommand::server_dry_run(KubeClient& client,
   } else {
     print_text(report, out_);
   }
+  report_written_ = true;
 }
 
 std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
@@ -543,7 +701,7 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     ImageRequest request;
     request.app = app.app;
     request.registry = app.values.value(nlohmann::json::json_pointer("/image/registry"), "");
-    request.tag = tag_;
+    request.tag = tags_.at(app.app);
     request.build_command = default_build_command(repository_->root(), request.registry);
     request.docker = environment_.get("DOCKER").value_or("");
     request.deadline = build_deadline;
@@ -560,7 +718,7 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     for (const auto& app : rendered_) {
       const auto request = request_for(app);
       digests[app.app] = resolve_image_digest(request);
-      console.line(app.app, fmt::format("image {}/{}:{} is {}", request.registry, app.app, tag_,
+      console.line(app.app, fmt::format("image {}/{}:{} is {}", request.registry, app.app, request.tag,
                                         digests[app.app]));
     }
   } else {

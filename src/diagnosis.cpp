@@ -79,6 +79,59 @@ std::optional<std::string> readiness_failure(const json& pod, const std::vector<
   return message;
 }
 
+bool older_than(const std::optional<std::chrono::system_clock::time_point>& since,
+                const DiagnosisInput& input, Duration age) {
+  return since && input.now - *since >= age;
+}
+
+// A pod that no scheduler or kubelet acts on: the component is down, not the release.
+void diagnose_inactive_pod(const json& pod, const DiagnosisInput& input,
+                           std::vector<Diagnosis>& found) {
+  const auto object = "pod/" + text_at(pod, "/metadata/name");
+  const auto wait = format_duration(input.cluster_inactive_after);
+  const auto node = text_at(pod, "/spec/nodeName");
+  std::optional<json> scheduled;
+  for (const auto& condition : array_at(pod, "/status/conditions")) {
+    if (condition.value("type", "") == "PodScheduled") {
+      scheduled = condition;
+    }
+  }
+  if (node.empty() && !scheduled &&
+      older_than(time_at(pod, "/metadata/creationTimestamp"), input,
+                 input.cluster_inactive_after)) {
+    found.push_back({FailureKind::kClusterInactive, true, object, "", "NotScheduled",
+                     fmt::format("no scheduler has acted on it for {}: is kube-scheduler running?",
+                                 wait),
+                     std::nullopt});
+    return;
+  }
+  if (scheduled && scheduled->value("status", "") == "False" &&
+      scheduled->value("reason", "") == "Unschedulable") {
+    const auto message = scheduled->value("message", "");
+    // The taints the node lifecycle controller puts on a node that is not Ready.
+    const bool no_ready_node = message.find("node.kubernetes.io/not-ready") != std::string::npos ||
+                               message.find("node.kubernetes.io/unreachable") != std::string::npos;
+    if (no_ready_node && older_than(time_at(*scheduled, "/lastTransitionTime"), input,
+                                    input.cluster_inactive_after)) {
+      found.push_back({FailureKind::kClusterInactive, true, object, "", "NoReadyNode",
+                       fmt::format("no Ready node for {}: {}", wait, message), std::nullopt});
+    }
+    return;
+  }
+  if (!node.empty() && text_at(pod, "/status/phase") == "Pending" &&
+      array_at(pod, "/status/containerStatuses").empty() &&
+      array_at(pod, "/status/initContainerStatuses").empty() && scheduled &&
+      older_than(time_at(*scheduled, "/lastTransitionTime"), input,
+                 input.cluster_inactive_after)) {
+    found.push_back(
+        {FailureKind::kClusterInactive, true, object, "", "NodeSilent",
+         fmt::format("bound to node {} {} ago, and its kubelet has not reported on it: is the "
+                     "node Ready and its kubelet running?",
+                     node, wait),
+         std::nullopt});
+  }
+}
+
 void diagnose_pod(const json& pod, const DiagnosisInput& input, std::vector<Diagnosis>& found) {
   const auto object = "pod/" + text_at(pod, "/metadata/name");
   for (const auto& condition : array_at(pod, "/status/conditions")) {
@@ -88,6 +141,7 @@ void diagnose_pod(const json& pod, const DiagnosisInput& input, std::vector<Diag
                        condition.value("message", ""), std::nullopt});
     }
   }
+  diagnose_inactive_pod(pod, input, found);
   auto statuses = array_at(pod, "/status/initContainerStatuses");
   const auto containers = array_at(pod, "/status/containerStatuses");
   statuses.insert(statuses.end(), containers.begin(), containers.end());
@@ -145,6 +199,8 @@ std::string_view failure_kind_name(FailureKind kind) noexcept {
       return "never ready";
     case FailureKind::kUnschedulable:
       return "unschedulable";
+    case FailureKind::kClusterInactive:
+      return "the cluster does not act";
   }
   return "unknown";
 }
@@ -173,6 +229,19 @@ std::optional<Diagnosis> diagnose(const DiagnosisInput& input) {
       found.push_back({FailureKind::kProgressDeadline, true, "deployment/" + deployment_name, "",
                        "ProgressDeadlineExceeded", condition.value("message", ""), std::nullopt});
     }
+  }
+  // kubectl's guard: status describes an older spec until observedGeneration catches up.
+  const auto generation = input.deployment.value(json::json_pointer("/metadata/generation"), 0L);
+  const auto observed =
+      input.deployment.value(json::json_pointer("/status/observedGeneration"), 0L);
+  if (generation > observed &&
+      older_than(input.applied_at, input, input.cluster_inactive_after)) {
+    found.push_back(
+        {FailureKind::kClusterInactive, true, "deployment/" + deployment_name, "", "NotObserved",
+         fmt::format("the Deployment controller has not observed generation {} (still {}) {} "
+                     "after the apply: is kube-controller-manager running?",
+                     generation, observed, format_duration(input.cluster_inactive_after)),
+         std::nullopt});
   }
   // The ReplicaSet's own condition, else the Deployment's mirror of it.
   std::vector<json> failure_sources;

@@ -331,6 +331,7 @@ class AppRollout::Impl {
       stop_probe(false);
       throw;
     }
+    applied_at_ = std::chrono::system_clock::now();
     follow(deadline);
     stop_watches();
     for (const auto& [name, exit] : old_pods_) {
@@ -394,12 +395,17 @@ class AppRollout::Impl {
         file << result.to_json().dump(2) << '\n';
         file.close();
         report_.reports_written.push_back(json_path.string());
+      } catch (const std::exception& error) {
+        console_.line(target_.app,
+                      fmt::format("warning: probe report not written: {}", error.what()));
+      }
+      // The chart is an extra: without gnuplot the JSON report still holds every figure.
+      try {
         const auto chart_path = settings_.report_dir / "timeline.png";
         result.write_chart(chart_path);
         report_.reports_written.push_back(chart_path.string());
       } catch (const std::exception& error) {
-        console_.line(target_.app,
-                      fmt::format("warning: probe report not written: {}", error.what()));
+        console_.line(target_.app, fmt::format("note: no chart drawn: {}", error.what()));
       }
     }
     if (result.failed()) {
@@ -656,6 +662,7 @@ class AppRollout::Impl {
     }
     input.events = events_for_unready(input.new_pods);
     input.never_ready_after = settings_.never_ready_after;
+    input.applied_at = applied_at_;
     diagnosis_ = diagnose(input);
     if (diagnosis_ && diagnosis_->certain) {
       return {Stop::Kind::kFailed, diagnosis_->describe() + crash_logs(*diagnosis_)};
@@ -961,6 +968,7 @@ class AppRollout::Impl {
   std::vector<std::unique_ptr<Watcher>> watchers_;
   std::size_t watch_requests_ = 0;
   Clock::time_point last_event_ = Clock::now();
+  std::optional<std::chrono::system_clock::time_point> applied_at_;
 
   json deployment_;
   std::map<std::string, json> replica_sets_;

@@ -26,6 +26,9 @@ struct DeployOptions {
   bool dry_run = false;
   bool server_dry_run = false;
   std::string timeout = "5m";
+  // Starting the project's local cluster: a first run builds Kubernetes (measured 20-40 min on
+  // 2 cores), so it has its own budget, apart from --timeout and image builds.
+  std::string cluster_timeout = "90m";
   int verbosity = 0;
   OutputFormat output = OutputFormat::kText;
   std::optional<std::string> repo_root;

@@ -43,14 +43,28 @@ void print_summary(const DeployReport& report, std::ostream& out);
 
 // Image builds get their own deadline: a cold build is slow, and nothing changes meanwhile.
 inline constexpr Duration kBuildTimeout = std::chrono::minutes(20);
+// `scripts/cluster status` and `kubeconfig`: a few kubectl calls.
+inline constexpr Duration kLocalClusterStatusTimeout = std::chrono::seconds(60);
 
-// The repository the apps come from: $DEPLOY_APPS_ROOT, else the source tree this binary was
-// built from.
-[[nodiscard]] std::filesystem::path default_repo_root(const ProcessEnvironment& environment);
+// The lines of `scripts/cluster status` output that name something down, e.g.
+// "kube-scheduler NOT running"; empty when none does.
+[[nodiscard]] std::vector<std::string> local_cluster_problems(std::string_view status_output);
 
-// The image tag when --tag is not given: the short git commit, with "-dirty" when the working
-// tree has changes; "dev" outside a git checkout.
-[[nodiscard]] std::string default_image_tag(const std::filesystem::path& repo_root);
+// True when `dir` holds apps/ and manifests/values.yaml.
+[[nodiscard]] bool is_deploy_apps_repository(const std::filesystem::path& dir);
+
+// The repository the apps come from: $DEPLOY_APPS_ROOT, else `start` or its nearest parent that
+// is one (as git finds its repository). Throws UsageError when there is none.
+[[nodiscard]] std::filesystem::path default_repo_root(
+    const ProcessEnvironment& environment,
+    const std::filesystem::path& start = std::filesystem::current_path());
+
+// An app's version (its image tag) when --tag is not given: the short git commit when the app's
+// build context (apps/APP) and manifests/ are as committed, else
+// "<commit>-dirty-<12 hex of SHA-256 over their files>", so two different trees never share a
+// version; "dev" outside a git checkout.
+[[nodiscard]] std::string default_image_tag(const std::filesystem::path& repo_root,
+                                            const std::string& app);
 
 // Where the cluster comes from: --kubeconfig, $KUBECONFIG, ~/.kube/config, in-cluster, and
 // last the project's local cluster (${DEPLOY_APPS_STATE}/cluster/kubeconfig).
@@ -63,20 +77,25 @@ inline constexpr Duration kBuildTimeout = std::chrono::minutes(20);
 
 class DeployCommand {
  public:
+  // `out` gets the result (rendered manifests, the report); `err` the progress when the result
+  // is JSON, so that stdout holds one JSON document.
   DeployCommand(const DeployOptions& options, const ProcessEnvironment& environment,
-                std::ostream& out)
-      : options_(options), environment_(environment), out_(out) {}
+                std::ostream& out, std::ostream& err)
+      : options_(options), environment_(environment), out_(out), err_(err) {}
 
   // Runs every step; throws deployapps::Error.
   void run();
+  // True once the report went to `out` (a failure after it must not print a second document).
+  [[nodiscard]] bool report_written() const noexcept { return report_written_; }
 
  private:
   // Validates the options and renders every app; touches nothing.
   void prepare();
   void print_rendered() const;
   void apply_to_cluster();
-  // scripts/cluster up (idempotent), then its kubeconfig becomes the target's last resort.
-  void start_local_cluster(TargetOptions& target);
+  // scripts/cluster status; when anything is down, says what and runs the idempotent `up`
+  // (bounded by --cluster-timeout). Its kubeconfig becomes the target's last resort.
+  void ensure_local_cluster(TargetOptions& target);
   void server_dry_run(KubeClient& client, const std::vector<std::vector<PlannedObject>>& plans,
                       const std::string& target);
   // Builds (or, with --no-build, looks up) every app's image and renders it pinned by digest.
@@ -85,15 +104,21 @@ class DeployCommand {
   [[nodiscard]] std::optional<probe::Config> probe_config(const RenderedApp& app) const;
   [[nodiscard]] RenderRequest render_request(const std::string& app) const;
 
+  // Where progress goes: `out`, or `err` with -o json.
+  [[nodiscard]] std::ostream& progress() const;
+
   const DeployOptions& options_;
   const ProcessEnvironment& environment_;
   std::ostream& out_;
+  std::ostream& err_;
+  bool report_written_ = false;
   Duration timeout_{};
+  Duration cluster_timeout_{};
   Deadline deadline_ = Deadline::never();
   std::vector<RenderedApp> rendered_;
   std::unique_ptr<Repository> repository_;
   std::vector<ValueOverride> overrides_;
-  std::string tag_;
+  std::map<std::string, std::string> tags_;  // app -> version (image tag)
 };
 
 }  // namespace deployapps

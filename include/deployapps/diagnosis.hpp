@@ -21,6 +21,7 @@ enum class FailureKind {
   kContainerConfig,   // CreateContainerConfigError, CreateContainerError, RunContainerError
   kNeverReady,        // running, but the readiness probe does not pass
   kUnschedulable,     // PodScheduled=False/Unschedulable
+  kClusterInactive,   // nothing acts on the change: no controller-manager, scheduler or Ready node
 };
 
 [[nodiscard]] std::string_view failure_kind_name(FailureKind kind) noexcept;
@@ -44,6 +45,12 @@ struct Diagnosis {
 // never ready (its startup probe passed, so the process is up).
 inline constexpr Duration kNeverReadyAfter = std::chrono::seconds(30);
 
+// How long a cluster may leave a change unacted on before the cause is named: a working
+// controller-manager observes a new generation, and a scheduler binds a pod, within seconds; a
+// kubelet reports a bound pod within its 10 s sync (kubernetes-api notes §8). Under 2-core load
+// these took at most 3 s on the local cluster, so 30 s leaves a 10x margin.
+inline constexpr Duration kClusterInactiveAfter = std::chrono::seconds(30);
+
 struct DiagnosisInput {
   nlohmann::json deployment;
   std::optional<nlohmann::json> new_replica_set;
@@ -51,6 +58,10 @@ struct DiagnosisInput {
   std::vector<nlohmann::json> events;    // Events of those Pods (others are ignored)
   std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
   Duration never_ready_after = kNeverReadyAfter;
+  // When this run's apply was accepted: a Deployment generation not observed this long after it
+  // means no controller-manager acts on it. Unset: that check is off.
+  std::optional<std::chrono::system_clock::time_point> applied_at;
+  Duration cluster_inactive_after = kClusterInactiveAfter;
 };
 
 // The most telling cause, certain ones first; nullopt when nothing looks wrong.

@@ -34,9 +34,11 @@ source "${REPO_ROOT}/scripts/lib/cluster-versions.sh"
 
 readonly CLUSTER_DIR="${DEPLOY_APPS_STATE}/cluster"
 readonly PKI_DIR="${CLUSTER_DIR}/pki"
+readonly ETCD_PKI_DIR="${PKI_DIR}/etcd"
 readonly CONFIG_DIR="${CLUSTER_DIR}/config"
 readonly RUN_DIR="${CLUSTER_DIR}/run"
 readonly LOG_DIR="${CLUSTER_DIR}/log"
+readonly AUDIT_LOG="${LOG_DIR}/audit.log"
 readonly CONTAINERD_DIR="${CLUSTER_DIR}/containerd"
 readonly CONTAINERD_SOCKET="${CONTAINERD_DIR}/containerd.sock"
 readonly KUBELET_DIR="${CLUSTER_DIR}/kubelet"
@@ -279,6 +281,12 @@ make_pki() {
   pki_cert "${PKI_DIR}" kube-proxy "/CN=system:kube-proxy" client
   pki_cert "${PKI_DIR}" kubelet "/O=system:nodes/CN=system:node:${NODE_NAME}" client
   pki_cert "${PKI_DIR}" kubelet-serving "/CN=${NODE_NAME}" server "DNS:localhost,IP:127.0.0.1,IP:${ip}"
+  # etcd has a CA of its own: a certificate of the cluster's CA (a kubelet's, say) must not
+  # open the store. Only the apiserver holds an etcd client certificate.
+  pki_ca "${ETCD_PKI_DIR}" deploy-apps-local-etcd-ca
+  pki_cert "${ETCD_PKI_DIR}" server "/CN=etcd" server "DNS:localhost,IP:127.0.0.1"
+  pki_cert "${ETCD_PKI_DIR}" peer "/CN=etcd-peer" peer "DNS:localhost,IP:127.0.0.1"
+  pki_cert "${ETCD_PKI_DIR}" apiserver-etcd-client "/CN=kube-apiserver-etcd-client" client
   pki_kubeconfig "${CLUSTER_KUBECONFIG}" "${PKI_DIR}" admin "${server}" "${CLUSTER_CONTEXT}"
   local name
   for name in controller-manager scheduler kube-proxy kubelet; do
@@ -508,16 +516,49 @@ import_images() {
 
 start_etcd() {
   # Throwaway single-member store on loopback; fsync off because "down" deletes it anyway.
+  # Clients and peers only over TLS with a certificate of etcd's own CA.
   start_daemon etcd "${ETCD_BIN}" --name=local --data-dir="${CLUSTER_DIR}/etcd" \
-    --listen-client-urls=http://127.0.0.1:2379 --advertise-client-urls=http://127.0.0.1:2379 \
-    --listen-peer-urls=http://127.0.0.1:2380 --initial-advertise-peer-urls=http://127.0.0.1:2380 \
-    --initial-cluster=local=http://127.0.0.1:2380 --unsafe-no-fsync=true --log-level=warn
+    --listen-client-urls=https://127.0.0.1:2379 --advertise-client-urls=https://127.0.0.1:2379 \
+    --cert-file="${ETCD_PKI_DIR}/server.crt" --key-file="${ETCD_PKI_DIR}/server.key" \
+    --client-cert-auth=true --trusted-ca-file="${ETCD_PKI_DIR}/ca.crt" \
+    --listen-peer-urls=https://127.0.0.1:2380 --initial-advertise-peer-urls=https://127.0.0.1:2380 \
+    --initial-cluster=local=https://127.0.0.1:2380 \
+    --peer-cert-file="${ETCD_PKI_DIR}/peer.crt" --peer-key-file="${ETCD_PKI_DIR}/peer.key" \
+    --peer-client-cert-auth=true --peer-trusted-ca-file="${ETCD_PKI_DIR}/ca.crt" \
+    --unsafe-no-fsync=true --log-level=warn
 }
 
+etcd_healthy() {
+  curl -fsS --max-time 2 --cacert "${ETCD_PKI_DIR}/ca.crt" \
+    --cert "${ETCD_PKI_DIR}/apiserver-etcd-client.crt" \
+    --key "${ETCD_PKI_DIR}/apiserver-etcd-client.key" https://127.0.0.1:2379/health
+}
+
+# Metadata of every request (who, what, when, the answer), no bodies: an audit trail that does
+# not copy Secrets into the log.
+write_audit_policy() {
+  write_file "${CONFIG_DIR}/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+EOF
+}
+
+# Bound to every address, not loopback: pods (Traefik) reach the apiserver through the
+# "kubernetes" Service, whose endpoint is the advertised host address. Anonymous requests are
+# refused: only a certificate of the cluster's CA or a token gets in.
 start_apiserver() {
   local ip="$1"
+  write_audit_policy
   start_daemon kube-apiserver "${KUBE_BIN_DIR}/kube-apiserver" \
-    --etcd-servers=http://127.0.0.1:2379 \
+    --etcd-servers=https://127.0.0.1:2379 --etcd-cafile="${ETCD_PKI_DIR}/ca.crt" \
+    --etcd-certfile="${ETCD_PKI_DIR}/apiserver-etcd-client.crt" \
+    --etcd-keyfile="${ETCD_PKI_DIR}/apiserver-etcd-client.key" \
+    --anonymous-auth=false \
+    --audit-policy-file="${CONFIG_DIR}/audit-policy.yaml" --audit-log-path="${AUDIT_LOG}" \
+    --audit-log-maxsize=100 --audit-log-maxbackup=2 \
     --bind-address=0.0.0.0 --secure-port="${APISERVER_PORT}" --advertise-address="${ip}" \
     --service-cluster-ip-range="${SERVICE_CIDR}" \
     --client-ca-file="${PKI_DIR}/ca.crt" \
@@ -630,7 +671,7 @@ native_up() {
   start_etcd
   start_daemon registry "${REGISTRY_BIN}" serve "${CONFIG_DIR}/registry.yaml"
   start_daemon containerd "$(command -v containerd)" --config "${CONFIG_DIR}/containerd.toml"
-  wait_for "etcd /health" 60 etcd curl -fsS --max-time 2 http://127.0.0.1:2379/health
+  wait_for "etcd /health" 60 etcd etcd_healthy
   start_apiserver "${ip}"
   wait_for "registry" 30 registry curl -fsS --max-time 2 "http://${REGISTRY_ADDRESS}/v2/"
   wait_for "containerd" 30 containerd test -S "${CONTAINERD_SOCKET}"

@@ -10,23 +10,23 @@ readonly _DEPLOY_APPS_CLUSTER_PKI_SH=1
 
 readonly PKI_DAYS=3650
 
-# Creates the cluster CA in DIR unless it exists.
-# Arguments: pki dir.
+# Creates a CA in DIR unless it exists.
+# Arguments: pki dir, common name (default deploy-apps-local-ca).
 pki_ca() {
-  local dir="$1"
+  local dir="$1" cn="${2:-deploy-apps-local-ca}"
   [[ -f "${dir}/ca.crt" && -f "${dir}/ca.key" ]] && return 0
   mkdir -p "${dir}"
   chmod 700 "${dir}"
   openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout "${dir}/ca.key" -out "${dir}/ca.crt" -days "${PKI_DAYS}" \
-    -subj "/CN=deploy-apps-local-ca" \
+    -subj "/CN=${cn}" \
     -addext "basicConstraints=critical,CA:TRUE" \
     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
 }
 
 # Issues NAME.crt/NAME.key signed by the CA.
-# Arguments: pki dir, name, subject (e.g. "/O=system:nodes/CN=system:node:x"), kind (client|server),
-#            subjectAltName list for server certs (e.g. "DNS:localhost,IP:127.0.0.1").
+# Arguments: pki dir, name, subject (e.g. "/O=system:nodes/CN=system:node:x"), kind
+#            (client|server|peer), subjectAltName list for server and peer certs (e.g. "DNS:localhost,IP:127.0.0.1").
 pki_cert() {
   local dir="$1" name="$2" subject="$3" kind="$4" sans="${5:-}"
   local crt="${dir}/${name}.crt" key="${dir}/${name}.key" want="${subject}|${kind}|${sans}"
@@ -38,6 +38,7 @@ pki_cert() {
   case "${kind}" in
     client) ext+=$'\n'"extendedKeyUsage=clientAuth" ;;
     server) ext+=$'\n'"extendedKeyUsage=serverAuth"$'\n'"subjectAltName=${sans}" ;;
+    peer) ext+=$'\n'"extendedKeyUsage=serverAuth,clientAuth"$'\n'"subjectAltName=${sans}" ;;
     *) die "pki_cert: unknown kind ${kind}" ;;
   esac
   openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \

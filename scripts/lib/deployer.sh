@@ -8,12 +8,20 @@
 [[ -n "${_DEPLOY_APPS_DEPLOYER_SH:-}" ]] && return 0
 readonly _DEPLOY_APPS_DEPLOYER_SH=1
 
-# Debian bookworm packages the deployer builds and is checked with.
+# Debian bookworm packages. The ./deploy-apps wrapper installs the build and run sets only;
+# scripts/test adds the test and lint tools.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-readonly DEPLOYER_PACKAGES=(
+readonly DEPLOYER_BUILD_PACKAGES=(
   cmake ninja-build g++ git ccache
-  libboost-dev libssl-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev catch2
-  clang-format clang-tidy cppcheck
+  libboost-dev libssl-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev
+)
+# What a deploy runs besides the binary: gnuplot draws the in-flight probe's chart.
+# shellcheck disable=SC2034
+readonly DEPLOYER_RUN_PACKAGES=(gnuplot-nox)
+# shellcheck disable=SC2034
+readonly DEPLOYER_PACKAGES=(
+  "${DEPLOYER_BUILD_PACKAGES[@]}" "${DEPLOYER_RUN_PACKAGES[@]}"
+  catch2 clang-format clang-tidy cppcheck
 )
 
 # Configures (when needed) and builds targets in a build directory.

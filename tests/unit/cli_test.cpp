@@ -211,34 +211,102 @@ TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start o
   CHECK_THAT(result.err, Catch::Contains("scripts/cluster up"));
 }
 
-TEST_CASE("with no cluster configured at all, the local cluster is started and used", "[cli]") {
-  const FixtureRepo repo;
-  FakeApiServer api;
-  TempDir dir;
-  const auto kubeconfig = api.write_kubeconfig(dir);
-  // A stand-in for scripts/cluster: `up` records that it ran, `kubeconfig` prints the path.
+namespace {
+
+// A stand-in for scripts/cluster: `status` fails until `up` ran (naming a stopped component),
+// `up` records that it ran, `kubeconfig` prints the path.
+void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path& kubeconfig) {
   repo.dir().write("scripts/cluster",
                    "#!/bin/sh\n"
+                   "here=\"$(dirname \"$0\")\"\n"
                    "case \"$1\" in\n"
-                   "  up) echo started > \"$(dirname \"$0\")/up-ran\"; echo cluster is up ;;\n"
+                   "  status) echo \"etcd  running (pid 1)\"\n"
+                   "    [ -f \"$here/up-ran\" ] && exit 0\n"
+                   "    echo \"kube-scheduler           NOT running\"; exit 1 ;;\n"
+                   "  up) echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
                    "  kubeconfig) echo " +
                        kubeconfig.string() +
                        " ;;\n"
                        "esac\n",
                    true);
+}
+
+// stdout holds exactly one JSON document.
+json single_document(const std::string& text) {
+  std::size_t documents = 0;
+  json last;
+  // parse() rejects trailing content; so count documents by parsing a stream.
+  std::istringstream in(text);
+  while (in >> std::ws, !in.eof()) {
+    in >> last;
+    ++documents;
+  }
+  CHECK(documents == 1);
+  return last;
+}
+
+}  // namespace
+
+TEST_CASE("with no cluster configured at all, the local cluster is started and used", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  write_cluster_stand_in(repo, api.write_kubeconfig(dir));
   const std::string digest = "sha256:" + std::string(64, 'b');
   const auto result = run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
   CAPTURE(result.err);
   CHECK(result.code == 0);
-  CHECK(std::filesystem::exists(repo.root() / "scripts" / "up-ran"));
+  CHECK(deployapps::testing::read_file(repo.root() / "scripts" / "up-ran") == "started\n");
   CHECK_THAT(result.out, Catch::Contains("no cluster configured") &&
-                             Catch::Contains("cluster: cluster is up") &&
+                             Catch::Contains("not usable: kube-scheduler NOT running") &&
+                             Catch::Contains("cluster is up") &&
                              Catch::Contains("deploying to the project's local cluster"));
   CHECK(api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app").has_value());
 
+  SECTION("a healthy local cluster is used as it is") {
+    const auto again = run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
+    CHECK(again.code == 0);
+    CHECK_THAT(again.out, Catch::Contains("scripts/cluster status: healthy"));
+    CHECK(deployapps::testing::read_file(repo.root() / "scripts" / "up-ran") == "started\n");
+  }
   SECTION("but never for a context the user named") {
     const auto named = run_cli({"--context", "fake", "--tag", "v1", "go-app"}, repo);
     CHECK(named.code == 2);
     CHECK_THAT(named.err, Catch::Contains("context \"fake\" not found"));
+  }
+}
+
+TEST_CASE("-o json writes exactly one document to stdout on every path", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  write_cluster_stand_in(repo, api.write_kubeconfig(dir));
+  const std::string digest = "sha256:" + std::string(64, 'c');
+
+  SECTION("success, with the local cluster started on the way") {
+    const auto result =
+        run_cli({"-o", "json", "--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
+    CAPTURE(result.err);
+    CHECK(result.code == 0);
+    CHECK(single_document(result.out)["result"] == "ok");
+    CHECK_THAT(result.err, Catch::Contains("cluster is up"));
+  }
+  SECTION("a failed apply: the report, not a second error document") {
+    api.override_path("PATCH", "/apis/apps/v1/namespaces/go-app/deployments/go-app",
+                      [](const deployapps::testing::ReceivedRequest&) {
+                        return deployapps::testing::json_reply(
+                            422, deployapps::testing::status_body(422, "Invalid", "bad spec"));
+                      });
+    const auto result =
+        run_cli({"-o", "json", "--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo);
+    CAPTURE(result.err);
+    CHECK(result.code == 1);
+    CHECK(single_document(result.out)["result"] == "failed");
+    CHECK_THAT(result.err, Catch::Contains("bad spec"));
+  }
+  SECTION("bad input: the error document") {
+    const auto result = run_cli({"-o", "json", "--timeout", "5m", "nope"}, repo);
+    CHECK(result.code == 2);
+    CHECK(single_document(result.out)["result"] == "error");
   }
 }

@@ -149,3 +149,72 @@ TEST_CASE("a finished rollout has no diagnosis", "[diagnosis]") {
   REQUIRE(input.new_replica_set);
   CHECK_FALSE(deployapps::diagnose(input).has_value());
 }
+
+TEST_CASE("a cluster that does not act is named, after 30 s and not before", "[diagnosis]") {
+  const auto applied = at("2026-12-03T10:00:00Z");
+  deployapps::DiagnosisInput input;
+  input.deployment = json::parse(R"({"metadata": {"name": "go-app", "generation": 3},
+                                     "status": {"observedGeneration": 2}})");
+  input.applied_at = applied;
+
+  SECTION("no controller-manager: the new generation is never observed") {
+    input.now = applied + 29s;
+    CHECK_FALSE(deployapps::diagnose(input).has_value());
+    input.now = applied + 30s;
+    const auto diagnosis = deployapps::diagnose(input);
+    REQUIRE(diagnosis.has_value());
+    CHECK(diagnosis->kind == FailureKind::kClusterInactive);
+    CHECK(diagnosis->certain);
+    CHECK_THAT(diagnosis->describe(), Catch::Contains("kube-controller-manager") &&
+                                          Catch::Contains("generation 3 (still 2)"));
+    // Observed: the controller works, nothing to say.
+    input.deployment["status"]["observedGeneration"] = 3;
+    CHECK_FALSE(deployapps::diagnose(input).has_value());
+  }
+
+  input.deployment["status"]["observedGeneration"] = 3;
+  const auto pod = [](const char* status) {
+    return json::parse(std::string(R"({"metadata": {"name": "go-app-1",
+                                         "creationTimestamp": "2026-12-03T10:00:01Z"},)") +
+                       status + "}");
+  };
+  SECTION("no scheduler: a pod nobody binds") {
+    input.new_pods = {pod(R"("spec": {}, "status": {"phase": "Pending"})")};
+    input.now = applied + 30s;
+    CHECK_FALSE(deployapps::diagnose(input).has_value());  // 29 s after the pod was created
+    input.now = applied + 31s;
+    const auto diagnosis = deployapps::diagnose(input);
+    REQUIRE(diagnosis.has_value());
+    CHECK(diagnosis->reason == "NotScheduled");
+    CHECK_THAT(diagnosis->describe(), Catch::Contains("kube-scheduler"));
+  }
+  SECTION("no Ready node: the scheduler says the only node is tainted not-ready") {
+    input.new_pods = {pod(R"("spec": {}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "lastTransitionTime": "2026-12-03T10:00:02Z",
+         "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }."}]})")};
+    input.now = applied + 31s;
+    auto diagnosis = deployapps::diagnose(input);
+    REQUIRE(diagnosis.has_value());
+    CHECK_FALSE(diagnosis->certain);  // plain Unschedulable, still waiting
+    input.now = applied + 32s;
+    diagnosis = deployapps::diagnose(input);
+    REQUIRE(diagnosis.has_value());
+    CHECK(diagnosis->reason == "NoReadyNode");
+    CHECK(diagnosis->certain);
+  }
+  SECTION("a silent kubelet: bound, but never reported") {
+    input.new_pods = {pod(R"("spec": {"nodeName": "127.0.0.1"}, "status": {"phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True",
+                        "lastTransitionTime": "2026-12-03T10:00:01Z"}]})")};
+    input.now = applied + 31s;
+    const auto diagnosis = deployapps::diagnose(input);
+    REQUIRE(diagnosis.has_value());
+    CHECK(diagnosis->reason == "NodeSilent");
+    CHECK_THAT(diagnosis->describe(), Catch::Contains("kubelet") && Catch::Contains("127.0.0.1"));
+    // Once the kubelet reports the containers (creating), it is acting.
+    input.new_pods[0]["status"]["containerStatuses"] = json::parse(
+        R"([{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}])");
+    CHECK_FALSE(deployapps::diagnose(input).has_value());
+  }
+}
