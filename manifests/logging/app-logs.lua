@@ -18,7 +18,7 @@ local function epoch_ms_to_rfc3339(ms)
 end
 
 -- Brings both apps' lines to one schema: time (RFC 3339 UTC), level (lower case), method, path,
--- status, duration_ms, version, request_id.
+-- status, duration_ms, version, request_id, actor.
 function M.normalize_record(tag, timestamp, record)
   local changed = false
   local function set(key, value)
@@ -38,6 +38,13 @@ function M.normalize_record(tag, timestamp, record)
   end
   if record.request_id == nil then
     set("request_id", record.reqId or record.req_id)
+  end
+  -- actor: who acted (PCI DSS 10.2.2 asks for the user identity first). Apps log it as "actor";
+  -- common spellings are mapped, and so is the API server audit event's user.username.
+  if record.actor == nil then
+    local user = record.user
+    if type(user) == "table" then user = user.username end
+    set("actor", record.user_id or record.userId or record.sub or (type(user) == "string" and user or nil))
   end
   if record.duration_ms == nil and type(record.responseTime) == "number" then
     set("duration_ms", record.responseTime)

@@ -141,6 +141,19 @@ do
   check("no PAN: record unchanged", code == 0 and r.pan_masked == nil, r.msg)
 end
 
+-- The actor (10.2.2's user identity) is mapped from common spellings and from API audit events.
+do
+  local r = pipeline([[{"level":"info","msg":"refund","user_id":"merchant-42:ops@example.com"}]])
+  check("actor from user_id", r.actor == "merchant-42:ops@example.com", tostring(r.actor))
+  r = pipeline([[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete",]]
+    .. [["verb":"delete","user":{"username":"oidc:alice@example.com","groups":["platform-admins"]},]]
+    .. [["sourceIPs":["10.0.0.7"],"objectRef":{"resource":"secrets","namespace":"go-app","name":"db"},]]
+    .. [["responseStatus":{"code":200}}]])
+  check("actor from an API audit event", r.actor == "oidc:alice@example.com", tostring(r.actor))
+  r = pipeline([[{"level":"info","msg":"x","actor":"svc:go-app","user_id":"other"}]])
+  check("an explicit actor wins", r.actor == "svc:go-app", tostring(r.actor))
+end
+
 -- In a card field, a PAN concatenated with more digits (PAN + date) is still caught.
 do
   local r = pipeline([[{"card":"411111111111111120261128"}]])
