@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Checks the alert rules beyond what promtool does, and tests the promtool tests themselves.
 
-1. Contract: every alert has a known severity, a summary, a description and a runbook_url that
+1. Contract: every alert has a promtool test case and every alert ANSWERS.md names exists; every
+   alert has a known severity, a summary, a description and a runbook_url that
    names an existing runbook (manifests/monitoring/runbooks/<Alert>.md) with the required sections.
    A runbook's burn-rate factors ("14.4x") must be the ones its alert's expression uses.
 2. Mutation: each alert rule in turn is broken - made never to fire, made to fire always, each
    numeric threshold in its expression multiplied and divided by 10, each range window ([5m]) in it
-   multiplied and divided by 4, and its `for:` dropped or tripled - and so is each range window of
-   a recording rule, against the tests of every alert that reads that record. `promtool test rules`
+   multiplied and divided by 4, and its `for:` dropped or tripled - and so is each recording rule's
+   window, against the tests of every alert that reads that record and of the record's own values. `promtool test rules`
    must fail for every such mutant. A mutant that survives means that part of the alert is untested.
 
 Usage: check_rules.py REPO_ROOT [MUTANT_REGEX]
@@ -75,6 +76,16 @@ def mutants(expr):
             mutated = expr[:match.start()] + repr(value * factor) + expr[match.end():]
             yield f"{match.group(1)} {word} at offset {match.start()}", mutated
     yield from window_mutants(expr)
+
+
+def record_window_mutants(expr):
+    """Yields (description, expression) with a recording rule's window changed everywhere it is
+    used (numerator and denominator alike) x4 and /4: the record then averages over another span."""
+    for window in sorted(set(WINDOW.findall(expr))):
+        length = int(window[0]) * UNIT_SECONDS[window[1]]
+        for new, word in ((length * 4, "x4"), (max(length // 4, 1), "/4")):
+            mutated = expr.replace(f"[{window[0]}{window[1]}]", f"[{duration(new)}]")
+            yield f"window [{window[0]}{window[1]}] {word}", mutated
 
 
 def rule_mutants(rule):
@@ -150,24 +161,45 @@ def check_contract(repo, rule_files):
     return problems
 
 
+def check_coverage(repo, rule_files, test_files):
+    """Every alert has a promtool test case, and every alert ANSWERS.md names exists."""
+    alerts = {rule["alert"] for _, _, _, rule in alert_rules(rule_files)}
+    tested = {case.get("alertname")
+              for test in test_files for group in yaml.safe_load(test.read_text())["tests"]
+              for case in group.get("alert_rule_test", [])}
+    problems = [f"{name}: no promtool test case" for name in sorted(alerts - tested)]
+    named = set(re.findall(r"`((?:App|Kube|Node|Log|Watchdog)[A-Za-z]*)`",
+                           (repo / "ANSWERS.md").read_text()))
+    problems += [f"ANSWERS.md names {name}, which no rule file defines" for name in sorted(named - alerts)]
+    return problems
+
+
 def promtool_passes(test_files):
     result = subprocess.run(["promtool", "test", "rules", *map(str, test_files)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return result.returncode == 0
 
 
-def tests_for_alerts(test_docs, alerts, rule_file_name, workdir):
-    """Writes, per test file about `rule_file_name`, only its groups that test one of `alerts`,
-    pointing at the rule files in `workdir`; returns the files written."""
+def tests_for_alerts(test_docs, alerts, rule_file_name, workdir, record=None):
+    """Writes, per test file about `rule_file_name`, only its groups that test one of `alerts` (or,
+    given a `record`, check its value), pointing at the rule files in `workdir`; returns the files
+    written."""
     files = []
     for name, doc in test_docs.items():
         if rule_file_name not in (pathlib.Path(f).name for f in doc["rule_files"]):
             continue
-        groups = [
-            {key: value for key, value in group.items() if key != "promql_expr_test"}
-            for group in doc["tests"]
-            if any(case.get("alertname") in alerts for case in group.get("alert_rule_test", []))
-        ]
+        def about_record(case):
+            return record is not None and re.search(rf"(?<![\w:]){re.escape(record)}(?![\w:])",
+                                                    case["expr"])
+        groups = []
+        for group in doc["tests"]:
+            checks = [case for case in group.get("promql_expr_test", []) if about_record(case)]
+            if checks or any(case.get("alertname") in alerts
+                             for case in group.get("alert_rule_test", [])):
+                copy = {key: value for key, value in group.items() if key != "promql_expr_test"}
+                if checks:
+                    copy["promql_expr_test"] = checks
+                groups.append(copy)
         if groups:
             copy = dict(doc, tests=groups,
                         rule_files=[str(workdir / pathlib.Path(f).name) for f in doc["rule_files"]])
@@ -184,7 +216,7 @@ def run_mutants(rule_files, test_files, only=None, workers=2):
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []  # (description, test files) per mutant, each in its own directory
 
-        def add(path, g, r, field, value, alerts, description):
+        def add(path, g, r, field, value, alerts, description, record=None):
             if only is not None and not re.search(only, description):
                 return
             workdir = pathlib.Path(tmp) / str(len(jobs))
@@ -196,7 +228,7 @@ def run_mutants(rule_files, test_files, only=None, workers=2):
                 (workdir / other.name).write_text(yaml.safe_dump(doc, sort_keys=False))
             # Only the test groups about the affected alerts run, so the check stays fast.
             tests = [t for other in originals
-                     for t in tests_for_alerts(test_docs, alerts, other.name, workdir)]
+                     for t in tests_for_alerts(test_docs, alerts, other.name, workdir, record)]
             jobs.append((description, tests))
 
         for path, g, r, rule in alert_rules(rule_files):
@@ -205,8 +237,9 @@ def run_mutants(rule_files, test_files, only=None, workers=2):
                 add(path, g, r, field, value, {rule["alert"]}, f"{rule['alert']} ({severity}) {label}")
         for path, g, r, rule in all_rules(rule_files, "record"):
             alerts = readers(rule_files, rule["record"])
-            for label, mutated in window_mutants(rule["expr"]):
-                add(path, g, r, "expr", mutated, alerts, f"record {rule['record']} {label}")
+            for label, mutated in record_window_mutants(rule["expr"]):
+                add(path, g, r, "expr", mutated, alerts, f"record {rule['record']} {label}",
+                    rule["record"])
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             survived = pool.map(lambda job: not job[1] or promtool_passes(job[1]), jobs)
             survivors = [job[0] for job, alive in zip(jobs, survived) if alive]
@@ -221,7 +254,7 @@ def main():
         sys.exit("no rule files or no promtool tests found")
     if not promtool_passes(test_files):
         sys.exit("promtool tests fail on the unmodified rules; fix them first")
-    problems = check_contract(repo, rule_files)
+    problems = check_contract(repo, rule_files) + check_coverage(repo, rule_files, test_files)
     for problem in problems:
         print(f"contract: {problem}")
     only = sys.argv[2] if len(sys.argv) > 2 else None
