@@ -125,8 +125,11 @@ local function card_field(key)
 end
 -- An identifier field: its values are IDs by contract (the apps' request_id, trace ids, phone
 -- numbers) and are not scanned, so that IDs stay searchable and the PAN alert stays quiet.
-local function id_field(key)
-  return key == "id" or string.find(key, "id$") ~= nil or string.find(key, "uuid", 1, true) ~= nil
+-- `raw` is the key as logged: "id" must end a word (user_id, userId, ID), so "paid" is no ID.
+local function id_field(key, raw)
+  return key == "id" or string.find(raw, "[_%-%.]id$") ~= nil or string.find(raw, "[_%-%.]ID$") ~= nil
+    or string.find(raw, "%lId$") ~= nil or string.find(raw, "%lID$") ~= nil
+    or string.find(key, "uuid", 1, true) ~= nil
     or string.find(key, "ref$") ~= nil or string.find(key, "reference", 1, true) ~= nil
     or string.find(key, "phone", 1, true) ~= nil or string.find(key, "msisdn", 1, true) ~= nil
     or string.find(key, "mobile", 1, true) ~= nil
@@ -244,7 +247,7 @@ local function mask_table(t, parent_card)
     if type(key) == "string" and DROP_FIELDS[name] then
       t[key] = nil
       any_dropped = true
-    elseif type(key) == "string" and id_field(name) and not card then
+    elseif type(key) == "string" and id_field(name, key) and not card then
       -- Identifier by contract: left as is.
     elseif type(value) == "string" then
       local masked, found = mask_string(value, card)
