@@ -1,10 +1,11 @@
 -- Tests for manifests/logging/app-logs.lua, run with LuaJIT (the Lua that Fluent Bit embeds) by
 -- scripts/test-alerts. Each sample is a JSON line as the apps write it; it is decoded the way the
 -- kubernetes filter's merge_log does, then passed through the filters as Fluent Bit would call them.
--- Usage: luajit tests/logging/app_logs_test.lua REPO_ROOT
+-- Usage: luajit tests/logging/app_logs_test.lua REPO_ROOT [FILTER_DIR]
+--   FILTER_DIR loads app-logs.lua from elsewhere (e.g. an older version, to compare its rates).
 
 local repo = arg[1] or "."
-package.path = repo .. "/manifests/logging/?.lua;" .. package.path
+package.path = (arg[2] or (repo .. "/manifests/logging")) .. "/?.lua;" .. package.path
 local cjson = require("cjson")
 local filters = require("app-logs")
 
@@ -82,15 +83,59 @@ do
   check("nested hyphenated Mastercard masked", r.payload.card.number == "5500-00**-****-0004",
     r.payload.card.number)
   check("PAN inside an array masked", r.items[1] == "amex 378282*****0005", r.items[1])
-  check("short numbers untouched", r.items[2] == "ref 20261128" and r.payload.card.expiry == "12/29")
+  check("short numbers untouched", r.items[2] == "ref 20261128")
+  check("expiry dropped by name", r.payload.card.expiry == nil and r.sad_dropped == true)
 end
 
--- Digits glued to a PAN must not shift the mask off the real card number.
+-- In a card field, digits glued to a PAN must not shift the mask off the real card number.
 do
-  local r = pipeline([[{"msg":"id 34111111111111111"}]])
-  local digits = string.match(r.msg, "id (.*)")
-  check("glued PAN: interior hidden", digits ~= nil and string.sub(digits, 8, 13) == "******", r.msg)
-  check("glued PAN: at most 10 digits readable", select(2, string.gsub(digits or "", "%d", "")) <= 10, r.msg)
+  local r = pipeline([[{"card_number":"34111111111111111"}]])
+  local digits = r.card_number
+  check("glued PAN: interior hidden", string.sub(digits, 8, 13) == "******", digits)
+  check("glued PAN: at most 10 digits readable", select(2, string.gsub(digits, "%d", "")) <= 10, digits)
+end
+
+-- Separators: dots and URL-encoded spaces, as in query strings and some gateways' logs.
+do
+  local r = pipeline([[{"msg":"card 4111.1111.1111.1111 ok","path":"/pay?pan=5500%200000%200000%200004&x=1"}]])
+  check("dotted PAN masked", r.msg == "card 4111.11**.****.1111 ok", r.msg)
+  check("%20-separated PAN masked", r.path == "/pay?pan=5500%2000**%20****%200004&x=1", r.path)
+  check("separator PANs flagged", r.pan_masked == true)
+end
+
+-- A PAN logged as a JSON number reaches the filter as a Lua number.
+do
+  local r = pipeline([[{"msg":"charge","amount":150000,"payload":{"number":4111111111111111,"ts":1764367200123}}]])
+  check("PAN as JSON number masked", r.payload.number == "411111******1111", tostring(r.payload.number))
+  check("PAN as JSON number flagged", r.pan_masked == true)
+  check("other numbers keep their type", r.amount == 150000 and r.payload.ts == 1764367200123)
+end
+
+-- Sensitive authentication data and expiry dates are dropped by field name, at any depth.
+do
+  local r, _, code = pipeline([[{"msg":"auth","cvv":"123","CVC2":"456","card":{"exp_month":12,]]
+    .. [["exp_year":2029,"expiryDate":"12/29","security-code":"789","pin_block":"0412AC"},"status":402}]])
+  check("SAD: record changed", code == 2)
+  check("SAD: cvv dropped", r.cvv == nil and r.CVC2 == nil)
+  check("SAD: nested expiry and security code dropped", next(r.card) == nil)
+  check("SAD: flagged, not as a PAN", r.sad_dropped == true and r.pan_masked == nil)
+  check("SAD: other fields kept", r.status == 402 and r.msg == "auth")
+end
+
+-- Identifier fields are not scanned; a 13-digit Nigerian phone number matches no card brand.
+do
+  local r, _, code = pipeline([[{"msg":"sms to 2348031234567 sent","transaction_id":"4111111111111111",]]
+    .. [["phone":"2348031234567","payment_ref":"5500000000000004"}]])
+  check("ids and phones: unchanged", code == 0 and r.pan_masked == nil, r.msg)
+  r = pipeline([[{"userId":"4111111111111111","orderID":"4111111111111111","paid":"4111111111111111"}]])
+  check("camelCase ids unchanged", r.userId == "4111111111111111" and r.orderID == "4111111111111111")
+  check("a key merely ending in -id is scanned", r.paid == "411111******1111", r.paid)
+end
+
+-- Long IDs in free text are not PANs: a PAN is a whole group of digits (or separated groups).
+do
+  local r, _, code = pipeline([[{"msg":"settlement 41111111111111110000 batch 411111111111111100000000000000"}]])
+  check("20- and 30-digit ids: unchanged", code == 0, r.msg)
 end
 
 -- No false positives on Luhn-invalid numbers, timestamps, or numbers too short to be a PAN.
@@ -99,10 +144,23 @@ do
   check("no PAN: record unchanged", code == 0 and r.pan_masked == nil, r.msg)
 end
 
--- A PAN concatenated with more digits (e.g. PAN + date in one reference) is still caught.
+-- The actor (10.2.2's user identity) is mapped from common spellings and from API audit events.
 do
-  local r = pipeline([[{"ref":"411111111111111120261128"}]])
-  check("PAN inside a longer number masked", r.pan_masked == true and string.sub(r.ref, 7, 12) == "******", r.ref)
+  local r = pipeline([[{"level":"info","msg":"refund","user_id":"merchant-42:ops@example.com"}]])
+  check("actor from user_id", r.actor == "merchant-42:ops@example.com", tostring(r.actor))
+  r = pipeline([[{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","stage":"ResponseComplete",]]
+    .. [["verb":"delete","user":{"username":"oidc:alice@example.com","groups":["platform-admins"]},]]
+    .. [["sourceIPs":["10.0.0.7"],"objectRef":{"resource":"secrets","namespace":"go-app","name":"db"},]]
+    .. [["responseStatus":{"code":200}}]])
+  check("actor from an API audit event", r.actor == "oidc:alice@example.com", tostring(r.actor))
+  r = pipeline([[{"level":"info","msg":"x","actor":"svc:go-app","user_id":"other"}]])
+  check("an explicit actor wins", r.actor == "svc:go-app", tostring(r.actor))
+end
+
+-- In a card field, a PAN concatenated with more digits (PAN + date) is still caught.
+do
+  local r = pipeline([[{"card":"411111111111111120261128"}]])
+  check("PAN inside a longer number masked", r.pan_masked == true and string.sub(r.card, 7, 12) == "******", r.card)
 end
 
 -- A line that is not JSON keeps its raw "log" string; a PAN in it is masked too.
@@ -132,6 +190,56 @@ for _, app in ipairs({ "go-app", "node-app" }) do
   file:close()
   check(app .. " fixture has request lines", requests >= 5, tostring(requests))
 end
+
+-- Rates on generated data: how often random IDs and phone numbers are taken for PANs (false
+-- positives), and how often generated valid PANs are caught. Fixed seed, so the numbers repeat.
+math.randomseed(20261128)
+local function random_digits(n, first)
+  local t = { first or tostring(math.random(1, 9)) }
+  for _ = #t[1] + 1, n do t[#t + 1] = tostring(math.random(0, 9)) end
+  return table.concat(t)
+end
+local function with_luhn(body)  -- appends the check digit that makes body valid
+  for d = 0, 9 do
+    local candidate = body .. d
+    local sum, double = 0, false
+    for i = #candidate, 1, -1 do
+      local x = string.byte(candidate, i) - 48
+      if double then x = x * 2; if x > 9 then x = x - 9 end end
+      sum, double = sum + x, not double
+    end
+    if sum % 10 == 0 then return candidate end
+  end
+end
+local N = 10000
+local function rate(name, make, limit)
+  local hits = 0
+  for _ = 1, N do
+    -- The filters called directly: one check per row, not one per generated value.
+    local _, _, r = filters.mask_pan("kube.x", 0, cjson.decode(cjson.encode(make())))
+    if r.pan_masked then hits = hits + 1 end
+  end
+  local pct = 100 * hits / N
+  print(string.format("rate %-44s %5d / %d = %6.2f %%", name, hits, N, pct))
+  check("rate " .. name, limit(pct), string.format("%.2f %%", pct))
+end
+local prefixes = { "70", "80", "81", "90", "91" }
+local function phone() return "234" .. prefixes[math.random(1, 5)] .. random_digits(8, "") end
+local none = function(p) return p == 0 end
+rate("random 16-digit ids in free text", function() return { msg = "payment ref " .. random_digits(16) } end,
+  function(p) return p < 3 end)
+rate("random 20-digit ids in free text", function() return { msg = "ref " .. random_digits(20) } end, none)
+rate("random 30-digit ids in free text", function() return { msg = "ref " .. random_digits(30) } end, none)
+rate("13-digit Nigerian phone numbers in free text", function() return { msg = "otp sent to " .. phone() } end, none)
+rate("random 16-digit ids in a transaction_id field", function() return { transaction_id = random_digits(16) } end, none)
+local separators = { "", " ", "-", ".", "%20" }
+local brands = { { "4", 16 }, { "51", 16 }, { "2221", 16 }, { "37", 15 }, { "506099", 19 }, { "6011", 16 } }
+rate("valid PANs, any brand and separator, caught", function()
+  local brand = brands[math.random(1, #brands)]
+  local pan = with_luhn(random_digits(brand[2] - 1, brand[1]))
+  local sep = separators[math.random(1, #separators)]
+  return { msg = "card " .. (string.gsub(pan, "(%d%d%d%d)", "%1" .. sep:gsub("%%", "%%%%"))) .. " declined" }
+end, function(p) return p == 100 end)
 
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Checks the alert rules beyond what promtool does, and tests the promtool tests themselves.
 
-1. Contract: every alert has a known severity, a summary, a description and a runbook_url that
+1. Contract: every alert has a promtool test case and every alert ANSWERS.md names exists; every
+   alert has a known severity, a summary, a description and a runbook_url that
    names an existing runbook (manifests/monitoring/runbooks/<Alert>.md) with the required sections.
-2. Mutation: each alert rule in turn is broken - made never to fire, made to fire always, and each
-   numeric threshold in its expression multiplied and divided by 10 - and `promtool test rules` must
-   fail for every such mutant. A mutant that survives means that part of the alert is untested.
+   A runbook's burn-rate factors ("14.4x") must be the ones its alert's expression uses.
+2. Mutation: each alert rule in turn is broken - made never to fire, made to fire always, each
+   numeric threshold in its expression multiplied and divided by 10, each range window ([5m]) in it
+   multiplied and divided by 4, and its `for:` dropped or tripled - and so is each recording rule's
+   window, against the tests of every alert that reads that record and of the record's own values. `promtool test rules`
+   must fail for every such mutant. A mutant that survives means that part of the alert is untested.
 
-Usage: check_rules.py REPO_ROOT
+Usage: check_rules.py REPO_ROOT [MUTANT_REGEX]
+  MUTANT_REGEX runs only the mutants whose description matches (e.g. "^LogOutputFailing"), for quick
+  iterations; scripts/test-alerts always runs them all.
 """
 
 import concurrent.futures
@@ -23,6 +29,35 @@ SEVERITIES = {"page", "ticket", "heartbeat"}
 RUNBOOK_SECTIONS = ["## Meaning", "## Impact", "## Diagnose", "## Mitigate", "## Escalate"]
 # A number standing alone in PromQL: not part of a name, a [5m] range, or a quoted label value.
 NUMBER = re.compile(r'(?<![\w.\["])(\d+(?:\.\d+)?)(?![\w.\]"])')
+# A range or for: duration made of one unit, e.g. 5m in rate(x[5m]) or for: 15m.
+WINDOW = re.compile(r"\[(\d+)([smhd])\]")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION = re.compile(r"^(\d+)([smhd])$")
+BURN_FACTOR = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)x\b")
+
+
+def seconds(duration):
+    match = DURATION.match(str(duration))
+    if not match:
+        raise ValueError(f"unsupported duration {duration!r}: use one unit, such as 90s or 15m")
+    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def duration(total):
+    """Formats seconds in the largest unit that divides them (900 -> 15m)."""
+    for unit in ("d", "h", "m"):
+        if total % UNIT_SECONDS[unit] == 0:
+            return f"{total // UNIT_SECONDS[unit]}{unit}"
+    return f"{total}s"
+
+
+def window_mutants(expr):
+    """Yields (description, expression) with each range window in turn x4 and /4."""
+    for match in WINDOW.finditer(expr):
+        length = int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+        for new, word in ((length * 4, "x4"), (max(length // 4, 1), "/4")):
+            mutated = expr[:match.start()] + f"[{duration(new)}]" + expr[match.end():]
+            yield f"window {match.group(0)} {word} at offset {match.start()}", mutated
 
 
 def mutants(expr):
@@ -40,20 +75,63 @@ def mutants(expr):
         for factor, word in ((10, "x10"), (0.1, "/10")):
             mutated = expr[:match.start()] + repr(value * factor) + expr[match.end():]
             yield f"{match.group(1)} {word} at offset {match.start()}", mutated
+    yield from window_mutants(expr)
 
 
-def alert_rules(rule_files):
-    """Yields (file, group index, rule index, rule) for every alerting rule."""
+def record_window_mutants(expr):
+    """Yields (description, expression) with a recording rule's window changed everywhere it is
+    used (numerator and denominator alike) x4 and /4: the record then averages over another span."""
+    for window in sorted(set(WINDOW.findall(expr))):
+        length = int(window[0]) * UNIT_SECONDS[window[1]]
+        for new, word in ((length * 4, "x4"), (max(length // 4, 1), "/4")):
+            mutated = expr.replace(f"[{window[0]}{window[1]}]", f"[{duration(new)}]")
+            yield f"window [{window[0]}{window[1]}] {word}", mutated
+
+
+def rule_mutants(rule):
+    """Yields (description, field, value) for one alerting rule: its expression's mutants, then its
+    for: duration dropped and tripled."""
+    for label, mutated in mutants(rule["expr"]):
+        yield label, "expr", mutated
+    if rule.get("for"):
+        yield f"for {rule['for']} dropped", "for", "0s"
+        yield f"for {rule['for']} x3", "for", duration(seconds(rule["for"]) * 3)
+
+
+def all_rules(rule_files, kind):
+    """Yields (file, group index, rule index, rule) for every rule of `kind` ("alert" or "record")."""
     for path in rule_files:
         doc = yaml.safe_load(path.read_text())
         for g, group in enumerate(doc["groups"]):
             for r, rule in enumerate(group["rules"]):
-                if "alert" in rule:
+                if kind in rule:
                     yield path, g, r, rule
+
+
+def alert_rules(rule_files):
+    return all_rules(rule_files, "alert")
+
+
+def readers(rule_files, record):
+    """Names of the alerts whose expression reads `record`, directly or through other records."""
+    names, alerts = {record}, set()
+    changed = True
+    while changed:
+        changed = False
+        for _, _, _, rule in all_rules(rule_files, "record"):
+            if rule["record"] not in names and any(
+                    re.search(rf"(?<![\w:]){re.escape(n)}(?![\w:])", rule["expr"]) for n in names):
+                names.add(rule["record"])
+                changed = True
+    for _, _, _, rule in alert_rules(rule_files):
+        if any(re.search(rf"(?<![\w:]){re.escape(n)}(?![\w:])", rule["expr"]) for n in names):
+            alerts.add(rule["alert"])
+    return alerts
 
 
 def check_contract(repo, rule_files):
     problems = []
+    factors = {}  # alert -> [burn factors its expressions use, its runbook's text]
     for path, _, _, rule in alert_rules(rule_files):
         name = rule["alert"]
         labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
@@ -74,6 +152,25 @@ def check_contract(repo, rule_files):
         missing = [s for s in RUNBOOK_SECTIONS if s not in text]
         if missing:
             problems.append(f"{name}: runbook lacks sections {missing}")
+        factors.setdefault(name, [set(), text])[0].update(
+            re.findall(r"\((\d+(?:\.\d+)?) \*", rule["expr"]))
+    # A runbook that quotes a burn rate no rule uses describes an alert that does not exist.
+    for name, (used, text) in factors.items():
+        for quoted in sorted(set(BURN_FACTOR.findall(text)) - used):
+            problems.append(f"{name}: runbook names a {quoted}x burn rate; the rules use {sorted(used)}")
+    return problems
+
+
+def check_coverage(repo, rule_files, test_files):
+    """Every alert has a promtool test case, and every alert ANSWERS.md names exists."""
+    alerts = {rule["alert"] for _, _, _, rule in alert_rules(rule_files)}
+    tested = {case.get("alertname")
+              for test in test_files for group in yaml.safe_load(test.read_text())["tests"]
+              for case in group.get("alert_rule_test", [])}
+    problems = [f"{name}: no promtool test case" for name in sorted(alerts - tested)]
+    named = set(re.findall(r"`((?:App|Kube|Node|Log|Watchdog)[A-Za-z]*)`",
+                           (repo / "ANSWERS.md").read_text()))
+    problems += [f"ANSWERS.md names {name}, which no rule file defines" for name in sorted(named - alerts)]
     return problems
 
 
@@ -83,18 +180,26 @@ def promtool_passes(test_files):
     return result.returncode == 0
 
 
-def tests_for_alert(test_docs, alert, rule_file_name, workdir):
-    """Writes, per test file about `rule_file_name`, only its groups that test `alert`, pointing at
-    the rule files in `workdir`; returns the files written."""
+def tests_for_alerts(test_docs, alerts, rule_file_name, workdir, record=None):
+    """Writes, per test file about `rule_file_name`, only its groups that test one of `alerts` (or,
+    given a `record`, check its value), pointing at the rule files in `workdir`; returns the files
+    written."""
     files = []
     for name, doc in test_docs.items():
         if rule_file_name not in (pathlib.Path(f).name for f in doc["rule_files"]):
             continue
-        groups = [
-            {key: value for key, value in group.items() if key != "promql_expr_test"}
-            for group in doc["tests"]
-            if any(case.get("alertname") == alert for case in group.get("alert_rule_test", []))
-        ]
+        def about_record(case):
+            return record is not None and re.search(rf"(?<![\w:]){re.escape(record)}(?![\w:])",
+                                                    case["expr"])
+        groups = []
+        for group in doc["tests"]:
+            checks = [case for case in group.get("promql_expr_test", []) if about_record(case)]
+            if checks or any(case.get("alertname") in alerts
+                             for case in group.get("alert_rule_test", [])):
+                copy = {key: value for key, value in group.items() if key != "promql_expr_test"}
+                if checks:
+                    copy["promql_expr_test"] = checks
+                groups.append(copy)
         if groups:
             copy = dict(doc, tests=groups,
                         rule_files=[str(workdir / pathlib.Path(f).name) for f in doc["rule_files"]])
@@ -104,25 +209,37 @@ def tests_for_alert(test_docs, alert, rule_file_name, workdir):
     return files
 
 
-def run_mutants(rule_files, test_files, workers=2):
+def run_mutants(rule_files, test_files, only=None, workers=2):
     """Returns (mutants tried, descriptions of the mutants that survived)."""
     originals = {path: yaml.safe_load(path.read_text()) for path in rule_files}
     test_docs = {test.name: yaml.safe_load(test.read_text()) for test in test_files}
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []  # (description, test files) per mutant, each in its own directory
+
+        def add(path, g, r, field, value, alerts, description, record=None):
+            if only is not None and not re.search(only, description):
+                return
+            workdir = pathlib.Path(tmp) / str(len(jobs))
+            workdir.mkdir()
+            for other, doc in originals.items():
+                if other == path:
+                    doc = yaml.safe_load(yaml.safe_dump(doc))
+                    doc["groups"][g]["rules"][r][field] = value
+                (workdir / other.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+            # Only the test groups about the affected alerts run, so the check stays fast.
+            tests = [t for other in originals
+                     for t in tests_for_alerts(test_docs, alerts, other.name, workdir, record)]
+            jobs.append((description, tests))
+
         for path, g, r, rule in alert_rules(rule_files):
             severity = rule.get("labels", {}).get("severity")
-            for label, mutated in mutants(rule["expr"]):
-                workdir = pathlib.Path(tmp) / str(len(jobs))
-                workdir.mkdir()
-                for other, doc in originals.items():
-                    if other == path:
-                        doc = yaml.safe_load(yaml.safe_dump(doc))
-                        doc["groups"][g]["rules"][r]["expr"] = mutated
-                    (workdir / other.name).write_text(yaml.safe_dump(doc, sort_keys=False))
-                # Only the test groups about this alert run, so the check stays fast.
-                tests = tests_for_alert(test_docs, rule["alert"], path.name, workdir)
-                jobs.append((f"{rule['alert']} ({severity}) {label}", tests))
+            for label, field, value in rule_mutants(rule):
+                add(path, g, r, field, value, {rule["alert"]}, f"{rule['alert']} ({severity}) {label}")
+        for path, g, r, rule in all_rules(rule_files, "record"):
+            alerts = readers(rule_files, rule["record"])
+            for label, mutated in record_window_mutants(rule["expr"]):
+                add(path, g, r, "expr", mutated, alerts, f"record {rule['record']} {label}",
+                    rule["record"])
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             survived = pool.map(lambda job: not job[1] or promtool_passes(job[1]), jobs)
             survivors = [job[0] for job, alive in zip(jobs, survived) if alive]
@@ -137,10 +254,11 @@ def main():
         sys.exit("no rule files or no promtool tests found")
     if not promtool_passes(test_files):
         sys.exit("promtool tests fail on the unmodified rules; fix them first")
-    problems = check_contract(repo, rule_files)
+    problems = check_contract(repo, rule_files) + check_coverage(repo, rule_files, test_files)
     for problem in problems:
         print(f"contract: {problem}")
-    tried, survivors = run_mutants(rule_files, test_files)
+    only = sys.argv[2] if len(sys.argv) > 2 else None
+    tried, survivors = run_mutants(rule_files, test_files, only)
     for survivor in survivors:
         print(f"mutant survived (tests did not notice): {survivor}")
     print(f"alert contract: {len(problems)} problems; mutants: {tried} tried, "
