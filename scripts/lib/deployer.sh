@@ -38,11 +38,11 @@ deployer_build() {
   local launcher=()
   command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
   # Before the caller's arguments, so an explicit -D...=OFF still wins.
-  local werror=()
+  local werror_args=()
   case "${DEPLOY_APPS_WARNINGS_AS_ERRORS:-}" in
-    ON | on | 1 | true) werror=(-DDEPLOY_APPS_WARNINGS_AS_ERRORS=ON) ;;
+    ON | on | 1 | true) werror_args=(-DDEPLOY_APPS_WARNINGS_AS_ERRORS=ON) ;;
   esac
-  cmake -S "${REPO_ROOT}" -B "${build_dir}" -G Ninja "${launcher[@]}" "${werror[@]}" "${cmake_args[@]}" >&2
+  cmake -S "${REPO_ROOT}" -B "${build_dir}" -G Ninja "${launcher[@]}" "${werror_args[@]}" "${cmake_args[@]}" >&2
   local target_args=()
   local target
   for target in "${targets[@]}"; do
