@@ -46,6 +46,11 @@ struct DeployOptions {
 // Binds the deploy options to the top-level command.
 void setup_deploy_options(CLI::App& app, DeployOptions& options);
 
+// Checks what the option parser cannot: a production deploy (--env production) that applies and
+// follows a rollout must name a probe URL for every app (one URL, or APP=URL each), so that the
+// in-flight checks run, unless --no-verify turns them off on purpose. Throws UsageError.
+void validate_deploy_options(const DeployOptions& options);
+
 // Runs the program; returns the exit code (0 ok, 1 failed, 2 usage error).
 [[nodiscard]] int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
                       const ProcessEnvironment& environment);

@@ -52,6 +52,10 @@ timed() {
 }
 
 # Installs the Debian packages that are missing. Idempotent; apt-get runs only when needed.
+# The names are Debian 12's. Every name the scripts install on the runner VM (ubuntu-24.04: curl,
+# debootstrap, debian-archive-keyring, jq, python3, gnuplot-nox) exists there under the same name;
+# the C++ and lint toolchains (Catch2 2.13, clang-format 14) do not, so those stages run in Debian 12.
+# Not root: apt-get runs through passwordless sudo when there is one (a CI runner), else it stops.
 # Arguments: package names.
 ensure_packages() {
   local missing=() pkg
@@ -60,16 +64,38 @@ ensure_packages() {
       || missing+=("${pkg}")
   done
   ((${#missing[@]} == 0)) && return 0
-  [[ "$(id -u)" == 0 ]] || die "missing packages (${missing[*]}); run as root or install them"
-  log "installing Debian packages: ${missing[*]}"
+  if [[ " ${missing[*]} " == *" catch2 "* ]] && ! is_debian12; then
+    # Ubuntu 24.04's catch2 is Catch2 3, which the tests (Catch2 2.13) cannot use.
+    die "catch2 must be Debian 12's (Catch2 2.13); this is $(os_name). CI runs this in Debian 12."
+  fi
+  local as_root=()
+  if [[ "$(id -u)" != 0 ]]; then
+    sudo -n true 2>/dev/null || die "missing packages (${missing[*]}); run as root or install them"
+    as_root=(sudo -n)
+  fi
+  log "installing $(os_name) packages: ${missing[*]}"
   local apt_opts=(-o DPkg::Lock::Timeout=600 -q -y --no-install-recommends)
   if [[ ! -f /var/lib/apt/periodic/deploy-apps-updated ]] \
     || [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit)" ]]; then
-    apt-get -o DPkg::Lock::Timeout=600 -q update >&2
-    mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/deploy-apps-updated
+    "${as_root[@]}" apt-get -o DPkg::Lock::Timeout=600 -q update >&2
+    "${as_root[@]}" mkdir -p /var/lib/apt/periodic
+    "${as_root[@]}" touch /var/lib/apt/periodic/deploy-apps-updated
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}" >&2 \
-    || die "apt-get install failed for: ${missing[*]}"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts[@]}" "${missing[@]}" >&2 \
+    || die "apt-get install failed on $(os_name) for: ${missing[*]}"
+}
+
+# True on Debian 12, the system the package names and versions are checked on.
+is_debian12() {
+  # shellcheck disable=SC1091  # the system's file
+  [[ "$(source /etc/os-release 2>/dev/null && printf '%s %s' "${ID:-}" "${VERSION_ID:-}")" == "debian 12" ]]
+}
+
+# Prints the distribution's name and version, e.g. "Debian GNU/Linux 12 (bookworm)".
+os_name() {
+  # shellcheck disable=SC1091  # the system's file
+  (source /etc/os-release 2>/dev/null && printf '%s\n' "${PRETTY_NAME:-unknown Linux}") \
+    || printf 'unknown Linux\n'
 }
 
 # Fails unless every named command is on PATH.

@@ -4,6 +4,8 @@
 # Settings (environment):
 #   CCACHE_DIR  compiler cache (default: ${DEPLOY_APPS_CACHE}/ccache, outside the repository)
 #   DEPLOY_APPS_JOBS  parallel compile jobs (default 2: the machines are shared)
+#   DEPLOY_APPS_WARNINGS_AS_ERRORS  ON: every build through deployer_build (the test stages, the
+#                     ./deploy-apps wrapper, the cluster tests) gets -Werror. CI sets it for all jobs.
 
 [[ -n "${_DEPLOY_APPS_DEPLOYER_SH:-}" ]] && return 0
 readonly _DEPLOY_APPS_DEPLOYER_SH=1
@@ -43,7 +45,12 @@ deployer_build() {
   export CCACHE_BASEDIR="${CCACHE_BASEDIR:-${REPO_ROOT}}"
   local launcher=()
   command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  cmake -S "${REPO_ROOT}" -B "${build_dir}" -G Ninja "${launcher[@]}" "${cmake_args[@]}" >&2
+  # Before the caller's arguments, so an explicit -D...=OFF still wins.
+  local werror_args=()
+  case "${DEPLOY_APPS_WARNINGS_AS_ERRORS:-}" in
+    ON | on | 1 | true) werror_args=(-DDEPLOY_APPS_WARNINGS_AS_ERRORS=ON) ;;
+  esac
+  cmake -S "${REPO_ROOT}" -B "${build_dir}" -G Ninja "${launcher[@]}" "${werror_args[@]}" "${cmake_args[@]}" >&2
   local target_args=()
   local target
   for target in "${targets[@]}"; do

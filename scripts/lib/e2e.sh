@@ -11,6 +11,10 @@
 #   E2E_STEADY_SECONDS  load before a change and after the last old pod is gone (default 4)
 #   E2E_TIMEOUT_SECONDS bound for one rollout, and for old pods to finish (default 180)
 #   DEPLOY_APPS         the deployer command (default: the repository's ./deploy-apps wrapper)
+#   E2E_IMAGES          prebuilt images to test instead of building them, one APP=REF@sha256:...
+#                       per line (CI: the index digests the images job pushed to GHCR). Each index
+#                       is copied into E2E_REGISTRY with skopeo --preserve-digests, so the gate runs
+#                       exactly the bytes the deploy will promote.
 
 [[ -n "${_DEPLOY_APPS_E2E_SH:-}" ]] && return 0
 readonly _DEPLOY_APPS_E2E_SH=1
@@ -61,6 +65,10 @@ e2e_build_deployer() {
 # uses its --tag as the image tag and as APP_VERSION. Tags never move: pods use IfNotPresent.
 # Globals: E2E_BUILD_ID (set).
 e2e_publish_images() {
+  if [[ -n "${E2E_IMAGES:-}" ]]; then
+    e2e_copy_images
+    return
+  fi
   local built build_log="${E2E_OUT}/build-app-images.log"
   mkdir -p "${E2E_OUT}"
   if ! built="$("${REPO_ROOT}/scripts/build-app-images" --push "${E2E_REGISTRY}" 2>"${build_log}")"; then
@@ -81,6 +89,32 @@ e2e_publish_images() {
     done
   done <<<"${built}"
   log "images published as v1/v2/v3-${E2E_BUILD_ID}"
+}
+
+# E2E_IMAGES: copies each given image index, digest unchanged, to E2E_REGISTRY under the v1/v2/v3
+# tags. skopeo reads registry credentials from the docker config (CI logs in to GHCR first).
+# Globals: E2E_BUILD_ID (set).
+e2e_copy_images() {
+  ensure_packages skopeo
+  E2E_BUILD_ID="$(printf '%s\n' "${E2E_IMAGES}" | sha256sum | cut -c1-10)"
+  local line app ref digest version copied
+  while IFS= read -r line; do
+    [[ -n "${line}" ]] || continue
+    app="${line%%=*}"
+    ref="${line#*=}"
+    digest="${ref##*@}"
+    [[ "${digest}" =~ ^sha256:[0-9a-f]{64}$ ]] || die "E2E_IMAGES: ${line}: want APP=REF@sha256:<64 hex>"
+    for version in v1 v2 v3; do
+      skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
+        "docker://${ref}" "docker://${E2E_REGISTRY}/${app}:$(e2e_version "${version}")" >&2 \
+        || die "copying ${ref} to ${E2E_REGISTRY} failed"
+    done
+    copied="$(skopeo inspect --raw --tls-verify=false \
+      "docker://${E2E_REGISTRY}/${app}:$(e2e_version v1)" | sha256sum | cut -d' ' -f1)"
+    [[ "sha256:${copied}" == "${digest}" ]] \
+      || die "${app}: the copy's digest is sha256:${copied}, not ${digest}"
+    log "${app}: testing ${ref} (copied to ${E2E_REGISTRY}, same digest)"
+  done <<<"${E2E_IMAGES}"
 }
 
 # Prints the full version (image tag and APP_VERSION) for v1, v2 or v3.

@@ -310,3 +310,48 @@ TEST_CASE("-o json writes exactly one document to stdout on every path", "[cli]"
     CHECK(single_document(result.out)["result"] == "error");
   }
 }
+
+TEST_CASE("a production deploy needs a probe URL for every app, unless --no-verify", "[cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const std::map<std::string, std::string> environment{
+      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
+  const std::vector<std::string> production{"--env", "production",
+                                            "--set", "image.registry=registry.test",
+                                            "--set", "ingress.domain=apps.test"};
+  const auto with = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), production.begin(), production.end());
+    return args;
+  };
+  SECTION("refused before anything is sent, naming the apps without one") {
+    const auto [args, named] = GENERATE(table<std::vector<std::string>, std::string>({
+        {{"go-app", "node-app"}, "no --probe-url for go-app, node-app"},
+        {{"--probe-url", "go-app=http://go.apps.test", "go-app", "node-app"},
+         "no --probe-url for node-app"},
+    }));
+    CAPTURE(args);
+    const auto result = run_cli(with(args), repo, environment);
+    CHECK(result.code == 2);
+    CHECK_THAT(result.err, Catch::Contains(named) && Catch::Contains("--no-verify"));
+    CHECK(api.request_count() == 0);
+  }
+  SECTION("accepted with one URL per app, one URL for all, or --no-verify") {
+    // An unknown context fails right after the check, so passing it shows as that error.
+    const auto args = GENERATE(
+        std::vector<std::string>{"--probe-url", "go-app=http://go.apps.test", "--probe-url",
+                                 "node-app=http://node.apps.test", "go-app", "node-app"},
+        std::vector<std::string>{"--probe-url", "http://apps.test", "go-app", "node-app"},
+        std::vector<std::string>{"--no-verify", "go-app", "node-app"});
+    CAPTURE(args);
+    auto full = with(args);
+    full.insert(full.begin(), {"--context", "nope"});
+    const auto result = run_cli(full, repo, environment);
+    CHECK(result.code == 2);
+    CHECK_THAT(result.err, Catch::Contains("context \"nope\" not found"));
+  }
+  SECTION("local deploys and dry runs do not need one") {
+    CHECK(run_cli(with({"--dry-run", "go-app"}), repo, environment).code == 0);
+    CHECK(run_cli({"--dry-run", "go-app"}, repo, environment).code == 0);
+  }
+}

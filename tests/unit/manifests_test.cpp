@@ -169,7 +169,8 @@ TEST_CASE("a digest pins the image; --namespace and --set override values", "[ma
   CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "go.example.test");
 }
 
-TEST_CASE("production needs a registry and a host", "[manifests]") {
+TEST_CASE("production needs a registry and a domain, and gives each app its own host",
+          "[manifests]") {
   const FixtureRepo repo;
   auto request = request_for("go-app");
   request.environment = Environment::kProduction;
@@ -178,11 +179,19 @@ TEST_CASE("production needs a registry and a host", "[manifests]") {
       Catch::Contains("image.registry is required") && Catch::Contains("--set image.registry="));
   request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
   CHECK_THROWS_WITH(render_app(Repository(repo.root()), request),
-                    Catch::Contains("ingress.host") && Catch::Contains("required"));
-  request.overrides.push_back(deployapps::parse_value_override("ingress.host=go.test"));
+                    Catch::Contains("ingress.domain") && Catch::Contains("required"));
+  request.overrides.push_back(deployapps::parse_value_override("ingress.domain=apps.test"));
   const auto rendered = render_app(Repository(repo.root()), request);
   CHECK(object_of_kind(rendered, "Deployment")["spec"]["replicas"] == 3);
   CHECK(container_of(object_of_kind(rendered, "Deployment"))["image"] == "registry.test/go-app:v1");
+  CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "go-app.apps.test");
+  request.app = "node-app";
+  CHECK(object_of_kind(render_app(Repository(repo.root()), request),
+                       "Ingress")["spec"]["rules"][0]["host"] == "node-app.apps.test");
+  // An explicit host still wins over the per-app default.
+  request.overrides.push_back(deployapps::parse_value_override("ingress.host=www.test"));
+  CHECK(object_of_kind(render_app(Repository(repo.root()), request),
+                       "Ingress")["spec"]["rules"][0]["host"] == "www.test");
 }
 
 TEST_CASE("render errors say what is wrong", "[manifests]") {
