@@ -1,6 +1,9 @@
 # An installed deploy-apps (cmake --install) run inside another clone, with no DEPLOY_APPS_ROOT:
 # it finds that clone from the working directory, as git does, and outside any clone it says
-# how to name one. Variables: BUILD_DIR, SOURCE_DIR, WORK_DIR.
+# how to name one. Variables: BUILD_DIR, SOURCE_DIR.
+# Outside the build tree: that lies inside this repository, which the binary would find.
+string(RANDOM LENGTH 8 suffix)
+set(WORK_DIR /tmp/deploy-apps-installed-${suffix})
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 unset(ENV{DEPLOY_APPS_ROOT})
