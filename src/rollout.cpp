@@ -309,6 +309,10 @@ class AppRollout::Impl {
     }
     const bool template_changes = changes_template(before, deadline);
     rollout_started_ = template_changes;
+    template_changed_ = template_changes;
+    if (before) {
+      pre_apply_template_ = before->value("spec", json::object()).value("template", json::object());
+    }
     // Checked only when an old version serves: a first deploy has nothing to keep available.
     if (template_changes && settings_.probe && before &&
         integer_at(*before, "/status/availableReplicas") > 0) {
@@ -879,11 +883,25 @@ class AppRollout::Impl {
     return {Stop::Kind::kDone, status_.message};
   }
 
-  // kubectl rollout undo, then waiting for the previous revision to be healthy.
+  // Restores the pod template recorded before this run's apply (never kubectl's "previous
+  // revision", which is older than the live one when the template was not changed or the
+  // controller had not yet acted), then waits for it to be healthy.
   void roll_back(bool interrupted) {
     report_.result = interrupted ? RolloutResult::kInterrupted : RolloutResult::kFailed;
+    if (!template_changed_) {
+      report_.state_left = fmt::format(
+          "this run did not change the pod template, so nothing was rolled back: version {} "
+          "is left as it was",
+          report_.old_version.empty() ? std::string("-") : report_.old_version);
+      console_.line(target_.app, report_.state_left);
+      return;
+    }
     rolling_back_ = true;
     const auto deadline = Deadline::after(settings_.rollback_timeout);
+    if (pre_apply_template_) {
+      restore_pre_apply_template(interrupted, deadline);
+      return;
+    }
     UndoPlan plan;
     try {
       const auto deployment = client_.get(deployment_path_, deadline);
@@ -945,6 +963,50 @@ class AppRollout::Impl {
     console_.line(target_.app, report_.state_left);
   }
 
+  // The exact pre-apply template back (a JSON patch replacing spec.template), then the wait.
+  void restore_pre_apply_template(bool interrupted, Deadline deadline) {
+    const auto version = template_version(*pre_apply_template_);
+    ApiRequest patch;
+    patch.method = "PATCH";
+    patch.path = deployment_path_;
+    patch.content_type = "application/json-patch+json";
+    patch.body = json::array(
+        {{{"op", "replace"}, {"path", "/spec/template"}, {"value", *pre_apply_template_}}});
+    patch.description = fmt::format("rollback of deployment.apps/{}", target_.app);
+    try {
+      const auto response = client_.request(patch, deadline).body;
+      // Judged from the object the PATCH returned, not a stale one from before it.
+      if (response.is_object() && response.contains("metadata")) {
+        deployment_ = response;
+      }
+    } catch (const Error& error) {
+      report_.state_left =
+          fmt::format("failed restoring the pre-apply template (version {}): {}", version,
+                      error.what());
+      console_.line(target_.app, report_.state_left);
+      return;
+    }
+    console_.line(target_.app,
+                  fmt::format("rolled back to the pre-apply pod template (version {})", version));
+    report_.rolled_back = true;
+    if (watchers_.empty()) {
+      start_watches();
+    }
+    const auto stop = wait(deadline, true);
+    if (stop.kind == Stop::Kind::kDone) {
+      if (!interrupted) {
+        report_.result = RolloutResult::kRolledBack;
+      }
+      report_.state_left = fmt::format("version {} is running and healthy", version);
+    } else {
+      report_.state_left = fmt::format(
+          "rollback to version {} still in progress in the cluster: {} (follow it with: kubectl "
+          "-n {} rollout status deployment/{})",
+          version, status_.message, target_.namespace_name, target_.app);
+    }
+    console_.line(target_.app, report_.state_left);
+  }
+
   RestConfig config_;
   RolloutTarget target_;
   RolloutSettings settings_;
@@ -978,6 +1040,8 @@ class AppRollout::Impl {
   std::string new_hash_;
   std::set<std::string> old_hashes_;
   bool rollout_started_ = false;
+  bool template_changed_ = false;  // this run's apply changes the pod template
+  std::optional<json> pre_apply_template_;  // the live template before this run's apply
   std::map<std::string, OldPodExit> old_pods_;
   bool rolling_back_ = false;  // judging stops; the previous version is coming back
   bool view_changed_ = true;   // events arrived since the ReplicaSets were last analysed
