@@ -62,10 +62,10 @@ fs::path default_repo_root(const ProcessEnvironment& environment, const fs::path
     }
     dir = dir.parent_path();
   }
-  throw UsageError(fmt::format(
-      "no deploy-apps repository in {} or any parent (one holds apps/ and "
-      "manifests/values.yaml); run inside a clone, or give --repo DIR",
-      start.string()));
+  throw UsageError(
+      fmt::format("no deploy-apps repository in {} or any parent (one holds apps/ and "
+                  "manifests/values.yaml); run inside a clone, or give --repo DIR",
+                  start.string()));
 }
 
 namespace {
@@ -88,7 +88,7 @@ std::vector<std::string> app_content_paths(const std::string& app) {
 // TLS) rather than a new dependency for one digest.
 std::string content_hash(const fs::path& repo_root, const std::vector<std::string>& files) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                   &EVP_MD_CTX_free);
+                                                                  &EVP_MD_CTX_free);
   if (!context || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1) {
     throw Error("cannot start a SHA-256 digest (OpenSSL)");
   }
@@ -134,7 +134,7 @@ std::string default_image_tag(const fs::path& repo_root, const std::string& app)
     const auto status = run_git(repo_root, status_args);
     if (status.exit_code == 0 && !trim(status.stdout_text).empty()) {
       // Modified: the version names the content, so two different trees never share one.
-      std::vector<std::string> list_args{"ls-files", "-z", "--cached", "--others",
+      std::vector<std::string> list_args{"ls-files",           "-z", "--cached", "--others",
                                          "--exclude-standard", "--"};
       list_args.insert(list_args.end(), paths.begin(), paths.end());
       const auto listed = run_git(repo_root, list_args);
@@ -150,9 +150,9 @@ std::string default_image_tag(const fs::path& repo_root, const std::string& app)
         }
         rest.remove_prefix(end + 1);
       }
-      tag += "-dirty-" +
-             content_hash(repo_root, std::vector<std::string>(files.begin(), files.end()))
-                 .substr(0, 12);
+      tag +=
+          "-dirty-" + content_hash(repo_root, std::vector<std::string>(files.begin(), files.end()))
+                          .substr(0, 12);
     }
     return tag;
   } catch (const SpawnError&) {
@@ -416,7 +416,8 @@ std::ostream& DeployCommand::progress() const {
 std::vector<std::string> local_cluster_problems(std::string_view status_output) {
   // scripts/cluster status: "NAME  NOT running", "kube-apiserver is not ready",
   // "ingress: ... does NOT answer", "native cluster: not created", nodes "NotReady".
-  static const std::regex problem(R"((NOT running|not ready|does NOT answer|not created|NotReady))");
+  static const std::regex problem(
+      R"((NOT running|not ready|does NOT answer|not created|NotReady))");
   std::vector<std::string> problems;
   std::string_view rest = status_output;
   while (!rest.empty()) {
@@ -469,8 +470,10 @@ void DeployCommand::ensure_local_cluster(TargetOptions& target) {
     up.argv = {script.string(), "up"};
     up.deadline = Deadline::after(cluster_timeout_);
     up.on_stdout_line = [&](std::string_view line) {
-      out << fmt::format("cluster: [{} of {}] {}\n", format_duration(std::chrono::duration_cast<Duration>(Clock::now() - started)),
-                         format_duration(cluster_timeout_), line)
+      out << fmt::format(
+                 "cluster: [{} of {}] {}\n",
+                 format_duration(std::chrono::duration_cast<Duration>(Clock::now() - started)),
+                 format_duration(cluster_timeout_), line)
           << std::flush;
     };
     up.on_stderr_line = up.on_stdout_line;
@@ -478,8 +481,8 @@ void DeployCommand::ensure_local_cluster(TargetOptions& target) {
     try {
       result = run_process(up);
     } catch (const SpawnError& error) {
-      throw ConfigError(fmt::format("no cluster configured, and {} cannot run: {}",
-                                    script.string(), error.what()));
+      throw ConfigError(fmt::format("no cluster configured, and {} cannot run: {}", script.string(),
+                                    error.what()));
     }
     if (result.timed_out) {
       throw Error(fmt::format(
@@ -718,8 +721,8 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     for (const auto& app : rendered_) {
       const auto request = request_for(app);
       digests[app.app] = resolve_image_digest(request);
-      console.line(app.app, fmt::format("image {}/{}:{} is {}", request.registry, app.app, request.tag,
-                                        digests[app.app]));
+      console.line(app.app, fmt::format("image {}/{}:{} is {}", request.registry, app.app,
+                                        request.tag, digests[app.app]));
     }
   } else {
     std::vector<std::thread> builds;

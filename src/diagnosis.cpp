@@ -99,10 +99,10 @@ void diagnose_inactive_pod(const json& pod, const DiagnosisInput& input,
   if (node.empty() && !scheduled &&
       older_than(time_at(pod, "/metadata/creationTimestamp"), input,
                  input.cluster_inactive_after)) {
-    found.push_back({FailureKind::kClusterInactive, true, object, "", "NotScheduled",
-                     fmt::format("no scheduler has acted on it for {}: is kube-scheduler running?",
-                                 wait),
-                     std::nullopt});
+    found.push_back(
+        {FailureKind::kClusterInactive, true, object, "", "NotScheduled",
+         fmt::format("no scheduler has acted on it for {}: is kube-scheduler running?", wait),
+         std::nullopt});
     return;
   }
   if (scheduled && scheduled->value("status", "") == "False" &&
@@ -121,8 +121,7 @@ void diagnose_inactive_pod(const json& pod, const DiagnosisInput& input,
   if (!node.empty() && text_at(pod, "/status/phase") == "Pending" &&
       array_at(pod, "/status/containerStatuses").empty() &&
       array_at(pod, "/status/initContainerStatuses").empty() && scheduled &&
-      older_than(time_at(*scheduled, "/lastTransitionTime"), input,
-                 input.cluster_inactive_after)) {
+      older_than(time_at(*scheduled, "/lastTransitionTime"), input, input.cluster_inactive_after)) {
     found.push_back(
         {FailureKind::kClusterInactive, true, object, "", "NodeSilent",
          fmt::format("bound to node {} {} ago, and its kubelet has not reported on it: is the "
@@ -234,8 +233,7 @@ std::optional<Diagnosis> diagnose(const DiagnosisInput& input) {
   const auto generation = input.deployment.value(json::json_pointer("/metadata/generation"), 0L);
   const auto observed =
       input.deployment.value(json::json_pointer("/status/observedGeneration"), 0L);
-  if (generation > observed &&
-      older_than(input.applied_at, input, input.cluster_inactive_after)) {
+  if (generation > observed && older_than(input.applied_at, input, input.cluster_inactive_after)) {
     found.push_back(
         {FailureKind::kClusterInactive, true, "deployment/" + deployment_name, "", "NotObserved",
          fmt::format("the Deployment controller has not observed generation {} (still {}) {} "

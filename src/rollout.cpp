@@ -980,9 +980,8 @@ class AppRollout::Impl {
         deployment_ = response;
       }
     } catch (const Error& error) {
-      report_.state_left =
-          fmt::format("failed restoring the pre-apply template (version {}): {}", version,
-                      error.what());
+      report_.state_left = fmt::format("failed restoring the pre-apply template (version {}): {}",
+                                       version, error.what());
       console_.line(target_.app, report_.state_left);
       return;
     }
@@ -1040,7 +1039,7 @@ class AppRollout::Impl {
   std::string new_hash_;
   std::set<std::string> old_hashes_;
   bool rollout_started_ = false;
-  bool template_changed_ = false;  // this run's apply changes the pod template
+  bool template_changed_ = false;           // this run's apply changes the pod template
   std::optional<json> pre_apply_template_;  // the live template before this run's apply
   std::map<std::string, OldPodExit> old_pods_;
   bool rolling_back_ = false;  // judging stops; the previous version is coming back

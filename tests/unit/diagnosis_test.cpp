@@ -213,8 +213,8 @@ TEST_CASE("a cluster that does not act is named, after 30 s and not before", "[d
     CHECK(diagnosis->reason == "NodeSilent");
     CHECK_THAT(diagnosis->describe(), Catch::Contains("kubelet") && Catch::Contains("127.0.0.1"));
     // Once the kubelet reports the containers (creating), it is acting.
-    input.new_pods[0]["status"]["containerStatuses"] = json::parse(
-        R"([{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}])");
+    input.new_pods[0]["status"]["containerStatuses"] =
+        json::parse(R"([{"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}])");
     CHECK_FALSE(deployapps::diagnose(input).has_value());
   }
 }

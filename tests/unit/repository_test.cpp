@@ -16,8 +16,8 @@ namespace {
 
 void git(const fs::path& repo, std::vector<std::string> args) {
   deployapps::ProcessOptions options;
-  options.argv = {"git", "-C", repo.string(), "-c", "user.name=test", "-c",
-                  "user.email=test@example.invalid"};
+  options.argv = {
+      "git", "-C", repo.string(), "-c", "user.name=test", "-c", "user.email=test@example.invalid"};
   options.argv.insert(options.argv.end(), args.begin(), args.end());
   const auto result = deployapps::run_process(options);
   INFO(result.stderr_text);
