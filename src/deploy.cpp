@@ -95,7 +95,7 @@ std::string content_hash(const fs::path& repo_root, const std::vector<std::strin
   const auto update = [&](std::string_view bytes) {
     EVP_DigestUpdate(context.get(), bytes.data(), bytes.size());
   };
-  std::vector<char> buffer(64 * 1024);
+  std::vector<char> buffer(std::size_t{64} * 1024);
   for (const auto& file : files) {
     update(file);
     update(std::string_view("\0", 1));
