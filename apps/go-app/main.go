@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -43,6 +44,12 @@ func run() int {
 		return exitFailure
 	}
 
+	// An explicit GOMEMLIMIT wins; otherwise the GC works harder near the container's limit
+	// instead of letting the kernel OOM-kill a pod that still serves requests.
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.SoftMemoryLimit())
+	}
+
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(cfg.Port)))
@@ -54,7 +61,8 @@ func run() int {
 	served := make(chan error, 1)
 	go func() { served <- app.Serve(ln) }()
 	logger.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("telemetry", cfg.Telemetry),
-		slog.String("shutdown_mode", cfg.ShutdownMode), slog.String("fault", cfg.Fault))
+		slog.String("shutdown_mode", cfg.ShutdownMode), slog.String("fault", cfg.Fault),
+		slog.Int64("gomemlimit_bytes", debug.SetMemoryLimit(-1)))
 
 	var sig os.Signal
 	select {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -413,5 +414,24 @@ func TestFaultCrashExitsOne(t *testing.T) {
 	}
 	if !strings.Contains(string(out), `"level":"ERROR"`) || !strings.Contains(string(out), "FAULT=crash") {
 		t.Fatalf("FAULT=crash did not log why: %q", out)
+	}
+}
+
+func TestMemoryLimitSetsTheRuntimeSoftLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want float64
+	}{
+		{"90 % of the container limit", []string{"MEMORY_LIMIT_BYTES=67108864"}, 60397974},
+		{"an explicit GOMEMLIMIT wins", []string{"MEMORY_LIMIT_BYTES=67108864", "GOMEMLIMIT=50MiB"}, 50 << 20},
+		{"no limit known", nil, math.MaxInt64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, tc.env...)
+			if !p.logged("listening", map[string]any{"gomemlimit_bytes": tc.want}) {
+				t.Fatalf("the listening line lacks gomemlimit_bytes=%.0f: %v", tc.want, p.lines)
+			}
+		})
 	}
 }

@@ -77,8 +77,8 @@ EOF
   chmod 600 "${KIND_KUBECONFIG}"
   # The same manifest as natively, with the public image and all-interface binds (kind forwards
   # to the node's own address, not its loopback).
-  sed -e "s|TRAEFIK_IMAGE|traefik:${TRAEFIK_VERSION}|" -e 's|=127\.0\.0\.1:80|=:80|' \
-    "${REPO_ROOT}/manifests/cluster/traefik.yaml" | kind_kubectl apply -f - >/dev/null
+  ingress_manifest "traefik:${TRAEFIK_VERSION}" | sed -e 's|=127\.0\.0\.1:80|=:80|' \
+    | kind_kubectl apply -f - >/dev/null
   kind_kubectl -n traefik rollout status deployment/traefik --timeout=180s
   kind_kubectl -n default wait --for=create serviceaccount/default --timeout=60s >/dev/null
   kind_route_services

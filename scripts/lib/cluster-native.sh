@@ -627,8 +627,7 @@ EOF
 }
 
 deploy_ingress() {
-  sed "s|TRAEFIK_IMAGE|$1|" "${REPO_ROOT}/manifests/cluster/traefik.yaml" \
-    | kubectl_local apply -f - >/dev/null
+  ingress_manifest "$1" | kubectl_local apply -f - >/dev/null
   kubectl_local -n traefik rollout status deployment/traefik --timeout=180s >/dev/null \
     || die "Traefik did not become ready; see: scripts/cluster logs traefik"
 }

@@ -106,6 +106,19 @@ require_commands() {
   done
 }
 
+# Prints a whole number from the shared manifests/values.yaml: the shutdown budget the ingress's
+# timeouts and the e2e gate's longest requests derive from. Arguments: top-level section, key.
+shared_value_number() {
+  local section="$1" key="$2" value
+  value="$(awk -v section="${section}:" -v key="${key}:" '
+    $1 == section && /^[^ ]/ {inside = 1; next}
+    /^[^ #]/ {inside = 0}
+    inside && $1 == key {print $2; exit}' "${REPO_ROOT}/manifests/values.yaml")"
+  [[ "${value}" =~ ^[0-9]+$ ]] \
+    || die "manifests/values.yaml: ${section}.${key} is not a whole number (got '${value}')"
+  printf '%s\n' "${value}"
+}
+
 # Picks a docker CLI that can run BuildKit builds. The machine's /usr/local/bin/docker has no buildx
 # plugin, so prefer Debian's /usr/bin/docker (BuildKit built in) unless DOCKER is set.
 docker_cli() {

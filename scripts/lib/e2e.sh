@@ -47,6 +47,8 @@ E2E_DIGEST=""
 E2E_BUILD_ID=""
 # PIDs of the background probes and pod watches of the scenario running now.
 E2E_BACKGROUND_PIDS=()
+# PIDs of the edge-of-budget requests of the scenario running now; they are waited for, not stopped.
+E2E_EDGE_PIDS=()
 
 # kubectl of the cluster in use (scripts/cluster picks the provider).
 e2e_kubectl() {
@@ -243,6 +245,76 @@ e2e_stop_background() {
   done
   E2E_BACKGROUND_PIDS=()
   return "${rc}"
+}
+
+# The edge of the contract: the longest stream the shutdown budget allows (at most the contract's
+# 120 s) and the longest sleep (60 s). Started just before a rollout, each must complete on the
+# old version, through the Service and through the ingress.
+e2e_edge_stream_seconds() {
+  local budget margin
+  budget="$(shared_value_number shutdown appShutdownTimeoutSeconds)"
+  margin="$(shared_value_number shutdown marginSeconds)"
+  printf '%s\n' "$(((budget - margin) < 120 ? budget - margin : 120))"
+}
+
+# Starts the edge requests for one app in the background, one curl each, with no retry.
+# Arguments: directory, app, Service URL.
+e2e_start_edge_requests() {
+  local dir="$1" app="$2" service_url="$3" seconds via url host kind request
+  seconds="$(e2e_edge_stream_seconds)"
+  for via in service ingress; do
+    url="${service_url}" host=""
+    [[ "${via}" == ingress ]] && url="${E2E_INGRESS_URL}" host="${app}.localhost"
+    for kind in stream sleep; do
+      request="stream?seconds=${seconds}"
+      [[ "${kind}" == sleep ]] && request="?sleep=60000"
+      local out="${dir}/edge-${app}-${via}-${kind}"
+      printf '%s %s %s\n' "${app}" "${via}" "/${request}" >"${out}.what"
+      (
+        args=(--silent --show-error --no-buffer --max-time 300 --output "${out}.body"
+          --dump-header "${out}.headers" --write-out '%{http_code} %{time_total}')
+        [[ -n "${host}" ]] && args+=(--header "Host: ${host}")
+        rc=0
+        curl "${args[@]}" "${url}/${request}" >"${out}.result" 2>"${out}.err" || rc=$?
+        printf ' %s\n' "${rc}" >>"${out}.result"
+      ) &
+      E2E_EDGE_PIDS+=("$!")
+    done
+  done
+}
+
+# Waits for the edge requests and judges them: each must end with curl exit 0, status 200, the
+# whole body, and the old version's header. Prints one row each. Arguments: directory, old version.
+e2e_check_edge_requests() {
+  local dir="$1" old="$2" pid what code secs rc version body want failed=0 row
+  for pid in "${E2E_EDGE_PIDS[@]}"; do
+    wait "${pid}" || true
+  done
+  E2E_EDGE_PIDS=()
+  printf '%-9s %-8s %-20s %-6s %-8s %s\n' APP VIA REQUEST RESULT SECONDS VERSION
+  for what in "${dir}"/edge-*.what; do
+    [[ -e "${what}" ]] || continue
+    local out="${what%.what}" app via request
+    read -r app via request <"${what}"
+    read -r code secs rc <"${out}.result" || true
+    version="$(tr -d '\r' <"${out}.headers" 2>/dev/null | awk -F': ' 'tolower($1) == "x-app-version" {print $2}')"
+    body="$(cat "${out}.body" 2>/dev/null || true)"
+    if [[ "${request}" == /stream* ]]; then
+      local n="${request##*=}"
+      want="line ${n} of ${n}"
+      [[ "${body}" == *"${want}" && "$(grep -c '^line ' <<<"${body}")" == "${n}" ]] || body=""
+    else
+      [[ "${body}" == "Hi!" ]] || body=""
+    fi
+    row="ok"
+    if [[ "${rc:-}" != 0 || "${code:-}" != 200 || -z "${body}" || "${version}" != "${old}" ]]; then
+      row="FAILED"
+      failed=$((failed + 1))
+    fi
+    printf '%-9s %-8s %-20s %-6s %-8s %s\n' "${app}" "${via}" "${request}" "${row}" \
+      "${secs:-?}" "${version:-none} (curl ${rc:-?}, HTTP ${code:-?}$([[ -s "${out}.err" ]] && printf ', %s' "$(head -c 120 "${out}.err")"))"
+  done
+  ((failed == 0)) || { err "${failed} edge-of-budget request(s) failed"; return 1; }
 }
 
 # Judges a scenario: tests/e2e/verdict.py with the scenario's reports. Arguments: its flags.

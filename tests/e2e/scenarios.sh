@@ -9,13 +9,18 @@
 #
 #   scenario_rollout APP         1. v1 -> v2 under load: 0 failures, long-lived requests finish on
 #                                   v1, old pods exit 0, then v2 only
-#   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load
+#   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load,
+#                                   plus a 120 s stream and a 60 s request per app and path
+#                                   started just before it: each completes on v2
 #   scenario_broken APP FAULT    3. a release that crashes, never gets ready, or has no image
 #                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
 #                                   rolls back, 0 failures, only the old version ever answers
 #   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
 #   scenario_control APP         5. v1 -> v2 without the safeguards: the probes MUST see failures,
 #                                   and the deployer's in-flight checks must roll back (exit 1)
+
+# 1 while a scenario also sends the edge-of-budget requests (scenario_both_apps).
+E2E_EDGE_REQUESTS=0
 
 # What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
 declare -A E2E_DEPLOYED=()
@@ -63,6 +68,12 @@ e2e_change_under_load() {
       --probe "ingress-${app}=${dir}/ingress-${app}.json" --pods "${app}=${dir}/pods-${app}")
   done
   sleep "${E2E_STEADY_SECONDS}"
+  if ((E2E_EDGE_REQUESTS)); then
+    for app in "${apps[@]}"; do
+      e2e_start_edge_requests "${dir}" "${app}" "$(e2e_service_url "${app}")"
+    done
+    sleep 1 # each is in its handler before the first old pod is deleted
+  fi
 
   local changed=0
   e2e_mark "${marks}" rollout-start
@@ -89,8 +100,14 @@ e2e_change_under_load() {
   e2e_mark "${marks}" old-pods-gone
   sleep "${E2E_STEADY_SECONDS}"
 
-  local stopped=0
+  local stopped=0 edges=0
   e2e_stop_background || stopped=$?
+  if ((E2E_EDGE_REQUESTS)); then
+    log "scenario ${name}: edge-of-budget requests (started before the rollout)"
+    # Not in a pipeline: only this shell can wait for the requests it started.
+    e2e_check_edge_requests "${dir}" "$(e2e_version "${from}")" >"${dir}/edge.txt" || edges=1
+    cat "${dir}/edge.txt" >&2
+  fi
   for app in "${apps[@]}"; do
     e2e_snapshot_pods "${app}" "${dir}/pods-${app}"
   done
@@ -98,9 +115,11 @@ e2e_change_under_load() {
     err "scenario ${name}: the deploy or a probe failed to run; see ${dir}"
     return 1
   fi
+  local judged=0
   e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
     --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
-    "${verdict_args[@]}"
+    "${verdict_args[@]}" || judged=$?
+  ((judged == 0 && edges == 0))
 }
 
 scenario_rollout() {
@@ -109,9 +128,15 @@ scenario_rollout() {
   e2e_change_under_load "rollout-${app}" zero-downtime v1 v2 safe "${app}"
 }
 
+# Also sends the edge-of-budget requests (the longest stream and sleep the contract allows),
+# started just before the rollout, through both paths, alongside the probes' load.
 scenario_both_apps() {
   e2e_prepare v2 safe go-app node-app
-  e2e_change_under_load both-apps zero-downtime v2 v3 safe go-app node-app
+  local rc=0
+  E2E_EDGE_REQUESTS=1
+  e2e_change_under_load both-apps zero-downtime v2 v3 safe go-app node-app || rc=$?
+  E2E_EDGE_REQUESTS=0
+  return "${rc}"
 }
 
 scenario_noop() {

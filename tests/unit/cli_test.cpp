@@ -276,7 +276,7 @@ TEST_CASE("with no cluster configured at all, the local cluster is started and u
   }
 }
 
-TEST_CASE("-o json writes exactly one document to stdout on every path", "[cli]") {
+TEST_CASE("with -o json, stdout holds exactly one document on every path", "[cli]") {
   const FixtureRepo repo;
   FakeApiServer api;
   TempDir dir;

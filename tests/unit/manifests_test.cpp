@@ -130,6 +130,36 @@ TEST_CASE("the Deployment is set up for zero-downtime rollouts", "[manifests]") 
   CHECK(spec["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "v1");
 }
 
+TEST_CASE("pods are steady: memory requested as limited, readiness tolerant of one slow answer",
+          "[manifests]") {
+  const FixtureRepo repo;
+  for (const auto* app : {"go-app", "node-app"}) {
+    for (const auto environment : {Environment::kLocal, Environment::kProduction}) {
+      auto request = request_for(app);
+      request.environment = environment;
+      request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
+      request.overrides.push_back(deployapps::parse_value_override("ingress.domain=apps.test"));
+      const auto rendered = render_app(Repository(repo.root()), request);
+      const auto& container = container_of(object_of_kind(rendered, "Deployment"));
+      INFO(app << " in " << environment_name(environment));
+      // Requests below limits let a node overcommit memory and OOM-kill a draining pod.
+      CHECK(container["resources"]["requests"]["memory"] ==
+            container["resources"]["limits"]["memory"]);
+      const auto& readiness = container["readinessProbe"];
+      CHECK(readiness["failureThreshold"].get<int>() >= 2);
+      CHECK(readiness["timeoutSeconds"].get<int>() >= 2);
+      // go-app derives GOMEMLIMIT from the limit the Downward API passes.
+      bool has_limit_env = false;
+      for (const auto& env : container["env"]) {
+        has_limit_env = has_limit_env || (env["name"] == "MEMORY_LIMIT_BYTES" &&
+                                          env["valueFrom"]["resourceFieldRef"]["resource"] ==
+                                              "limits.memory");
+      }
+      CHECK(has_limit_env);
+    }
+  }
+}
+
 TEST_CASE("Service, Ingress, PDB and NetworkPolicy", "[manifests]") {
   const FixtureRepo repo;
   const auto rendered = render_app(Repository(repo.root()), request_for("node-app"));

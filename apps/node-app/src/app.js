@@ -18,6 +18,8 @@ const APP_NAME = 'node-app'
 const MAX_BODY_BYTES = 1024 * 1024
 const MAX_STREAM_SECONDS = 120
 const DEFAULT_STREAM_SECONDS = 10
+// Kept free before the drain deadline for a response's last bytes to leave.
+const REFUSE_MARGIN_MS = 1000
 const KEEP_ALIVE_TIMEOUT_MS = 120000 // longer than proxies' pool idle timeouts (Traefik: 90 s)
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']) // logged at debug, not info
 
@@ -52,7 +54,7 @@ function requestId (req) {
 function buildApp (config, options = {}) {
   const hostname = options.hostname ?? os.hostname()
   const tracker = new ConnectionTracker()
-  const lifecycle = { ready: true, closing: false }
+  const lifecycle = { ready: true, closing: false, deadline: undefined }
   const inflight = new Set()
 
   const app = Fastify({
@@ -136,8 +138,26 @@ function buildApp (config, options = {}) {
     return reply.code(500).send({ error: 'internal error' })
   })
 
+  /**
+   * During the drain, a request that needs longer than the drain has left is refused at once
+   * (503, Retry-After, Connection: close, before any body), so no request accepted after the
+   * signal is cut by the shutdown timeout. Returns the reply when it refused, else undefined.
+   */
+  function refuseBeyondDrain (reply, needMs) {
+    if (lifecycle.deadline === undefined) return undefined
+    const leftMs = lifecycle.deadline - Date.now() - REFUSE_MARGIN_MS
+    if (needMs <= leftMs) return undefined
+    return reply.code(503).header('retry-after', '1').header('connection', 'close').send({
+      error: `shutting down: this request needs ${Math.round(needMs / 1000)} s, the drain has ` +
+        `${Math.max(0, Math.round(leftMs / 1000))} s left; retry on another replica`
+    })
+  }
+
   async function hello (request, reply) {
-    await sleep(pickSleepMs(request.query, config.sleepMaxMs))
+    const sleepMs = pickSleepMs(request.query, config.sleepMaxMs)
+    const refused = refuseBeyondDrain(reply, sleepMs)
+    if (refused) return refused
+    await sleep(sleepMs)
     return reply.type('text/plain; charset=utf-8').send('Hi!')
   }
   app.get('/', hello)
@@ -145,6 +165,8 @@ function buildApp (config, options = {}) {
 
   app.get('/stream', async (request, reply) => {
     const seconds = boundedInt(request.query, 'seconds', 0, MAX_STREAM_SECONDS) ?? DEFAULT_STREAM_SECONDS
+    const refused = refuseBeyondDrain(reply, seconds * 1000)
+    if (refused) return refused
     const body = new PassThrough()
     let line = 0
     const timer = setInterval(() => {
@@ -182,8 +204,11 @@ function buildApp (config, options = {}) {
   /**
    * The shutdown timeline of apps/README.md after the signal: readiness 503 at once, serve
    * normally for delayMs, then stop accepting and drain. Resolves when every connection closed.
+   * deadlineMs (epoch ms), when the shutdown timeout cuts what still runs, lets the drain refuse
+   * requests that could not finish by then.
    */
-  app.decorate('drain', async function drain (delayMs) {
+  app.decorate('drain', async function drain (delayMs, deadlineMs) {
+    lifecycle.deadline = deadlineMs
     lifecycle.ready = false
     app.log.info({ delay_seconds: delayMs / 1000 }, 'shutdown: readiness is 503; serving normally until the delay ends')
     await sleep(delayMs)
@@ -207,6 +232,8 @@ function buildApp (config, options = {}) {
   })
 
   app.decorate('lifecycle', lifecycle)
+  /** Requests inside their handlers; tests wait on it instead of sleeping a guessed time. */
+  app.decorate('inflightCount', () => inflight.size)
   return app
 }
 

@@ -40,9 +40,10 @@ function drainOnSignal (app, config) {
       process.exit(exitCodeFor(signal))
     }
   }, async ({ signal, err }) => {
+    const deadlineMs = Date.now() + config.shutdownTimeoutMs // close-with-grace calls this at the signal
     if (err) app.log.error({ err }, 'fatal error: shutting down')
     else app.log.info({ signal, timeout_seconds: config.shutdownTimeoutMs / 1000 }, 'shutdown signal received')
-    await app.drain(config.shutdownDelayMs)
+    await app.drain(config.shutdownDelayMs, deadlineMs)
     app.log.info('shutdown complete') // close-with-grace exits 0 (1 after a fatal error)
   })
 }

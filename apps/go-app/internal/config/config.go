@@ -41,6 +41,15 @@ type Config struct {
 	ShutdownMode    string
 	Telemetry       bool // TELEMETRY=off skips request logs and request metrics (benchmarks only)
 	LogLevel        slog.Level
+	// MemoryLimit is the container's memory limit in bytes (MEMORY_LIMIT_BYTES, from the Downward
+	// API); 0 when unknown.
+	MemoryLimit int64
+}
+
+// SoftMemoryLimit is the Go runtime's memory limit (GOMEMLIMIT) for a container limit: 90 %,
+// leaving the headroom the Go GC guide advises for memory the runtime does not count. 0 = none.
+func (c Config) SoftMemoryLimit() int64 {
+	return c.MemoryLimit / 10 * 9
 }
 
 // FromEnv builds a Config from getenv (os.Getenv in production). Errors are one line each, naming
@@ -89,6 +98,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return Config{}, fmt.Errorf("invalid LOG_LEVEL %q: %w", level, err)
+	}
+	if raw := strings.TrimSpace(getenv("MEMORY_LIMIT_BYTES")); raw != "" {
+		limit, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || limit < 1<<20 {
+			return Config{}, fmt.Errorf("invalid MEMORY_LIMIT_BYTES %q: want a byte count of at least 1 MiB", raw)
+		}
+		cfg.MemoryLimit = limit
 	}
 	return cfg, nil
 }

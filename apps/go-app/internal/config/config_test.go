@@ -28,16 +28,19 @@ func TestValidValues(t *testing.T) {
 	cfg, err := FromEnv(env(map[string]string{
 		"PORT": "9090", "APP_VERSION": "v1.2.3", "SLEEP_MAX_MS": "60000", "SHUTDOWN_DELAY_SECONDS": "5",
 		"SHUTDOWN_TIMEOUT_SECONDS": "125", "FAULT": "unready", "SHUTDOWN_MODE": "immediate",
-		"TELEMETRY": "off", "LOG_LEVEL": "debug",
+		"TELEMETRY": "off", "LOG_LEVEL": "debug", "MEMORY_LIMIT_BYTES": "67108864",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{Port: 9090, Version: "v1.2.3", SleepMax: time.Minute, ShutdownDelay: 5 * time.Second,
 		ShutdownTimeout: 125 * time.Second, Fault: FaultUnready, ShutdownMode: ShutdownImmediate,
-		Telemetry: false, LogLevel: slog.LevelDebug}
+		Telemetry: false, LogLevel: slog.LevelDebug, MemoryLimit: 64 << 20}
 	if cfg != want {
 		t.Fatalf("config = %+v, want %+v", cfg, want)
+	}
+	if got, want := cfg.SoftMemoryLimit(), int64(60397974); got != want {
+		t.Fatalf("soft memory limit of 64 MiB = %d, want %d (90 %%)", got, want)
 	}
 }
 
@@ -55,6 +58,8 @@ func TestInvalidValues(t *testing.T) {
 		{"SHUTDOWN_MODE", "fast", "want one of graceful, immediate"},
 		{"TELEMETRY", "maybe", "TELEMETRY"},
 		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"MEMORY_LIMIT_BYTES", "64Mi", "MEMORY_LIMIT_BYTES"},
+		{"MEMORY_LIMIT_BYTES", "4096", "at least 1 MiB"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

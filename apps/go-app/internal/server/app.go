@@ -38,6 +38,9 @@ type App struct {
 
 	ready   atomic.Bool // false from the first shutdown signal on
 	closing atomic.Bool // true once draining: every response carries Connection: close
+	// drainDeadline is when the shutdown timeout cuts what still runs (Unix ns; 0 until a drain
+	// with a deadline begins). Requests that declare a longer duration are refused, not cut.
+	drainDeadline atomic.Int64
 
 	inflightMu sync.Mutex
 	inflight   map[*inflightRequest]struct{}
@@ -107,6 +110,9 @@ func (a *App) hello(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a.refuseBeyondDrain(w, sleep) {
+		return
+	}
 	timer := time.NewTimer(sleep)
 	defer timer.Stop()
 	select {
@@ -138,6 +144,9 @@ func (a *App) stream(w http.ResponseWriter, r *http.Request) {
 			writeJSONError(w, http.StatusBadRequest, "seconds: "+err.Error())
 			return
 		}
+	}
+	if a.refuseBeyondDrain(w, time.Duration(seconds)*time.Second) {
+		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

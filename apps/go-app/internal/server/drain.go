@@ -26,6 +26,8 @@ import (
 // was quiet for idleCloseAfter and sends within microseconds of the close can still lose a race.
 const (
 	idleCloseAfter = time.Second
+	// refuseMargin is kept free before the drain deadline for a response's last bytes to leave.
+	refuseMargin   = time.Second
 	drainPoll      = 25 * time.Millisecond
 	serverIdleTime = 120 * time.Second // longer than proxies' pool idle timeouts (Traefik: 90 s)
 )
@@ -163,6 +165,9 @@ var ErrDrainTimeout = errors.New("shutdown timeout: requests were cut")
 // and return when none is left. When ctx ends first it logs what it cut, closes everything and
 // returns ErrDrainTimeout.
 func (a *App) Drain(ctx context.Context, delay time.Duration) error {
+	if deadline, ok := ctx.Deadline(); ok {
+		a.drainDeadline.Store(deadline.UnixNano())
+	}
 	a.BeginShutdown()
 	a.log.Info("shutdown: readiness is 503; serving normally until the delay ends",
 		slog.Float64("delay_seconds", delay.Seconds()))
@@ -191,6 +196,26 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) error {
 			return ErrDrainTimeout
 		}
 	}
+}
+
+// refuseBeyondDrain answers 503 (Retry-After, Connection: close, before any body) when a request
+// that arrives during the drain needs longer than the drain has left, so that no request accepted
+// after the signal is cut by the shutdown timeout. It reports whether it refused.
+func (a *App) refuseBeyondDrain(w http.ResponseWriter, need time.Duration) bool {
+	deadline := a.drainDeadline.Load()
+	if deadline == 0 {
+		return false
+	}
+	left := time.Until(time.Unix(0, deadline)) - refuseMargin
+	if need <= left {
+		return false
+	}
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Connection", "close")
+	writeJSONError(w, http.StatusServiceUnavailable, fmt.Sprintf(
+		"shutting down: this request needs %.0f s, the drain has %.0f s left; retry on another replica",
+		need.Seconds(), max(left, 0).Seconds()))
+	return true
 }
 
 func (a *App) inflightCount() int {

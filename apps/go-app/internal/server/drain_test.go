@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,6 +22,19 @@ func drainAsync(app *testApp, timeout, delay time.Duration) <-chan error {
 	return done
 }
 
+// waitInflight waits until n requests are inside their handlers: a fixed sleep is too short on a
+// loaded machine, and a drain begun before the request arrived would refuse it.
+func waitInflight(t *testing.T, app *testApp, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for app.inflightCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in flight after 10 s, want %d", app.inflightCount(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func waitDrain(t *testing.T, done <-chan error) error {
 	t.Helper()
 	select {
@@ -34,7 +48,7 @@ func waitDrain(t *testing.T, done <-chan error) error {
 
 func TestDrainServesNormallyDuringTheDelayThenStopsAccepting(t *testing.T) {
 	app := startApp(t, testConfig())
-	done := drainAsync(app, 10*time.Second, 700*time.Millisecond)
+	done := drainAsync(app, 10*time.Second, 2*time.Second)
 	time.Sleep(100 * time.Millisecond)
 	resp, body, err := dialRaw(t, app.addr).roundTrip(http.MethodGet, "/?sleep=0")
 	if err != nil || resp.StatusCode != 200 || body != "Hi!" || resp.Close {
@@ -65,7 +79,7 @@ func TestDrainFinishesAcceptedRequestsWithConnectionClose(t *testing.T) {
 		resp, body, err := conn.roundTrip(http.MethodGet, "/?sleep=800")
 		got <- result{resp, body, err}
 	}()
-	time.Sleep(200 * time.Millisecond) // the request is running
+	waitInflight(t, app, 1)
 	done := drainAsync(app, 10*time.Second, 0)
 	r := <-got
 	if r.err != nil || r.resp.StatusCode != 200 || r.body != "Hi!" {
@@ -85,21 +99,28 @@ func TestDrainFinishesAcceptedRequestsWithConnectionClose(t *testing.T) {
 func TestDrainWaitsForStreams(t *testing.T) {
 	app := startApp(t, testConfig())
 	body := make(chan string, 1)
+	// The stream cannot start before launch, and it ticks for 2 s, so a drain that waited for it
+	// returns no earlier than launch+2s. Timing the drain, not racing the client that delivers the
+	// body, keeps this test deterministic on a loaded machine.
+	launch := time.Now()
 	go func() {
 		_, b := app.do(t, http.MethodGet, "/stream?seconds=2", nil, nil)
 		body <- b
 	}()
-	time.Sleep(300 * time.Millisecond)
+	waitInflight(t, app, 1)
 	if err := waitDrain(t, drainAsync(app, 10*time.Second, 0)); err != nil {
 		t.Fatal(err)
+	}
+	if waited := time.Since(launch); waited < 2*time.Second {
+		t.Fatalf("drain returned %v after the stream began, before its 2 s were over", waited)
 	}
 	select {
 	case b := <-body:
 		if b != "line 1 of 2\nline 2 of 2\n" {
 			t.Fatalf("stream body %q", b)
 		}
-	default:
-		t.Fatal("drain returned before the stream finished")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream's body never reached the client")
 	}
 }
 
@@ -143,7 +164,7 @@ func TestDrainTimeoutCutsAndLogsRequests(t *testing.T) {
 		_, _, err := conn.roundTrip(http.MethodGet, "/?sleep=5000")
 		errs <- err
 	}()
-	time.Sleep(200 * time.Millisecond)
+	waitInflight(t, app, 1)
 	if err := waitDrain(t, drainAsync(app, 300*time.Millisecond, 0)); !errors.Is(err, ErrDrainTimeout) {
 		t.Fatalf("drain: %v, want ErrDrainTimeout", err)
 	}
@@ -192,5 +213,54 @@ func TestPendingInputSeesUnreadBytes(t *testing.T) {
 			t.Fatal("unread bytes not seen")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDrainRefusesRequestsLongerThanItsBudgetAndServesShorterOnes(t *testing.T) {
+	app := startApp(t, testConfig())
+	// 6 s until the shutdown timeout, the first 4 s of it serving normally (the delay), so new
+	// connections are still accepted while the budget shrinks.
+	done := drainAsync(app, 6*time.Second, 4*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	for _, tc := range []struct {
+		path   string
+		refuse bool
+	}{
+		{"/stream?seconds=30", true},
+		{"/?sleep=30000", true},
+		{"/stream?seconds=1", false},
+		{"/?sleep=500", false},
+	} {
+		resp, body, err := dialRaw(t, app.addr).roundTrip(http.MethodGet, tc.path)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		if tc.refuse {
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !resp.Close ||
+				!strings.Contains(body, "shutting down") {
+				t.Fatalf("%s during the drain: %d Retry-After=%q close=%v %q, want a clean 503", tc.path,
+					resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close, body)
+			}
+		} else if resp.StatusCode != 200 || !(body == "Hi!" || strings.HasPrefix(body, "line 1 of 1")) {
+			t.Fatalf("%s fits the budget: %d %q, want it served in full", tc.path, resp.StatusCode, body)
+		}
+	}
+	if err := waitDrain(t, done); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range app.logs.lines(t) {
+		found = found || line["msg"] == "shutdown timeout: cutting request"
+	}
+	if found {
+		t.Fatal("a request was cut: the drain should have refused it up front")
+	}
+}
+
+func TestRequestsBeforeADrainAreNeverRefused(t *testing.T) {
+	app := startApp(t, testConfig())
+	resp, body := app.do(t, http.MethodGet, "/stream?seconds=1", nil, nil)
+	if resp.StatusCode != 200 || body != "line 1 of 1\n" {
+		t.Fatalf("no drain: %d %q", resp.StatusCode, body)
 	}
 }
