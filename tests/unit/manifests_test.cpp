@@ -151,9 +151,9 @@ TEST_CASE("pods are steady: memory requested as limited, readiness tolerant of o
       // go-app derives GOMEMLIMIT from the limit the Downward API passes.
       bool has_limit_env = false;
       for (const auto& env : container["env"]) {
-        has_limit_env = has_limit_env || (env["name"] == "MEMORY_LIMIT_BYTES" &&
-                                          env["valueFrom"]["resourceFieldRef"]["resource"] ==
-                                              "limits.memory");
+        has_limit_env =
+            has_limit_env || (env["name"] == "MEMORY_LIMIT_BYTES" &&
+                              env["valueFrom"]["resourceFieldRef"]["resource"] == "limits.memory");
       }
       CHECK(has_limit_env);
     }
