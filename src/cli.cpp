@@ -119,6 +119,10 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                  "(default for --env local: the app's ingress through http://127.0.0.1:8088)")
       ->type_name("[APP=]URL")
       ->allow_extra_args(false);
+  app.add_option("--min-requests", options.min_requests,
+                 "Fail (and roll back) a rollout whose in-flight probe judged fewer requests: 0 "
+                 "failures in N bound the failure rate below about 3/N (95 %)")
+      ->type_name("N");
   app.add_option("--report-dir", options.report_dir,
                  "Where each app's probe report and chart go (default: out/deploy/<app>/)")
       ->type_name("DIR");
@@ -129,6 +133,10 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
 }
 
 void validate_deploy_options(const DeployOptions& options) {
+  if (options.min_requests > 0 && (options.no_verify || options.no_wait)) {
+    throw UsageError(fmt::format("--min-requests needs the in-flight checks; drop {}",
+                                 options.no_verify ? "--no-verify" : "--no-wait"));
+  }
   // Without a probe URL outside --env local the rollout would be judged by readiness alone.
   if (options.environment != Environment::kProduction || options.no_verify || options.no_wait ||
       options.dry_run || options.server_dry_run) {

@@ -600,6 +600,7 @@ void DeployCommand::apply_to_cluster() {
       settings.interrupts = &interrupts.count();
       settings.wait = !options_.no_wait;
       settings.verify = !options_.no_verify;
+      settings.min_requests = options_.min_requests;
       if (!options_.no_verify && !options_.no_wait) {
         settings.probe = probe_config(rendered);
         if (!settings.probe) {

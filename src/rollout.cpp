@@ -403,6 +403,16 @@ class AppRollout::Impl {
         console_.line(target_.app,
                       fmt::format("warning: probe report not written: {}", error.what()));
       }
+      try {
+        const auto junit_path = settings_.report_dir / "junit.xml";
+        std::ofstream file(junit_path, std::ios::trunc);
+        file << result.to_junit(target_.app + " rollout");
+        file.close();
+        report_.reports_written.push_back(junit_path.string());
+      } catch (const std::exception& error) {
+        console_.line(target_.app,
+                      fmt::format("warning: JUnit report not written: {}", error.what()));
+      }
       // The chart is an extra: without gnuplot the JSON report still holds every figure.
       try {
         const auto chart_path = settings_.report_dir / "timeline.png";
@@ -412,6 +422,8 @@ class AppRollout::Impl {
         console_.line(target_.app, fmt::format("note: no chart drawn: {}", error.what()));
       }
     }
+    const auto summary = result.summary();
+    probe_judged_ = summary.requests - summary.cancelled;
     if (result.failed()) {
       const auto failures = result.failures();
       const auto& first = failures.front();
@@ -442,11 +454,18 @@ class AppRollout::Impl {
       stop = wait_for_drain(deadline);
     }
     if (stop.kind == Stop::Kind::kDone) {
-      if (!stop_probe(true)) {
+      if (stop_probe(true)) {
+        stop = {Stop::Kind::kFailed, probe_failure_};
+      } else if (probe_judged_ < settings_.min_requests) {
+        stop = {Stop::Kind::kFailed,
+                fmt::format("in-flight check: {} requests judged, fewer than --min-requests {}: 0 "
+                            "failures in {} bound the failure rate only below {:.2g} (95 %)",
+                            probe_judged_, settings_.min_requests, probe_judged_,
+                            probe::zero_failure_upper_bound_95(probe_judged_).value_or(1.0))};
+      } else {
         report_.result = RolloutResult::kSucceeded;
         return;
       }
-      stop = {Stop::Kind::kFailed, probe_failure_};
     }
     report_.failure = stop.why;
     console_.line(
@@ -1014,6 +1033,7 @@ class AppRollout::Impl {
   RolloutReport report_;
   std::unique_ptr<probe::Probe> probe_;
   std::string probe_failure_;
+  std::size_t probe_judged_ = 0;  // the probe's requests, cancelled ones excluded
   std::string drain_failure_;
 
   std::string deployments_path_;

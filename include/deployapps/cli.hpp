@@ -38,6 +38,7 @@ struct DeployOptions {
   std::optional<std::string> digest;  // deploy this digest as is: no build, no lookup
   // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
   bool no_verify = false;
+  std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
   bool no_wait = false;                 // apply and return: no rollout watch, no rollback
   std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
   std::optional<std::string> report_dir;

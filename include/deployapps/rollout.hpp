@@ -49,6 +49,9 @@ struct RolloutSettings {
   const std::atomic<int>* interrupts = nullptr;  // Ctrl-C count
   bool wait = true;                              // false: apply and return (--no-wait)
   bool verify = true;  // false (--no-verify): an old pod's non-zero drain exit fails nothing
+  // --min-requests: a rollout whose probe judged fewer requests (0 failed) proves too little and
+  // fails like a failed check. 0: no minimum.
+  std::size_t min_requests = 0;
 };
 
 struct RolloutReport {

@@ -178,7 +178,15 @@ json summary_json(const Summary& summary) {
            {"connections_opened", summary.connections_opened},
            {"reused_requests", summary.reused_requests},
            {"server_closes", summary.server_closes},
-           {"stale_replacements", summary.stale_replacements}};
+           {"stale_replacements", summary.stale_replacements},
+           {"zero_failure_bound_95", nullptr}};
+  // What 0 failures in N requests prove: the failure rate is below this bound with 95 % confidence.
+  if (const auto bound = summary.failed == 0
+                             ? zero_failure_upper_bound_95(summary.requests - summary.cancelled)
+                             : std::nullopt) {
+    out["zero_failure_bound_95"] = {{"requests", summary.requests - summary.cancelled},
+                                    {"failure_rate_upper_bound", *bound}};
+  }
   for (const auto& [error, count] : summary.failures_by_class) {
     out["failures_by_class"][std::string(to_string(error))] = count;
   }
@@ -367,6 +375,83 @@ Summary Report::summary() const {
         records_, [&rollout](const Record& record) { return record.start > rollout.end; }));
   }
   return summary;
+}
+
+std::optional<double> zero_failure_upper_bound_95(std::size_t requests) {
+  if (requests == 0) {
+    return std::nullopt;
+  }
+  return 1.0 - std::pow(0.05, 1.0 / static_cast<double>(requests));
+}
+
+namespace {
+
+// Hand-written rather than a library: the card's packages hold no XML writer, and a JUnit file
+// needs only escaped text in a fixed shape.
+std::string xml_escape(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Report::to_junit(std::string_view name) const {
+  const Summary summary = this->summary();
+  const std::size_t judged = summary.requests - summary.cancelled;
+  const auto bound = summary.failed == 0 ? zero_failure_upper_bound_95(judged) : std::nullopt;
+  const double seconds = to_seconds(run_end(records_, info_));
+  std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  out += fmt::format(
+      "<testsuite name=\"{}\" tests=\"1\" failures=\"{}\" time=\"{:.3f}\" "
+      "timestamp=\"{}\">\n",
+      xml_escape(name), summary.failed == 0 ? 0 : 1, seconds, xml_escape(info_.started_at));
+  out += "  <properties>\n";
+  const auto property = [&](std::string_view key, const std::string& value) {
+    out += fmt::format("    <property name=\"{}\" value=\"{}\"/>\n", key, xml_escape(value));
+  };
+  property("url", info_.url);
+  property("requests", std::to_string(judged));
+  property("failed", std::to_string(summary.failed));
+  for (const auto& [kind, counts] : summary.by_kind) {
+    property(fmt::format("requests.{}", to_string(kind)), std::to_string(counts.requests));
+  }
+  for (const auto& [error, count] : summary.failures_by_class) {
+    property(fmt::format("failed.{}", to_string(error)), std::to_string(count));
+  }
+  property("failure_rate_upper_bound_95", bound ? fmt::format("{:.3g}", *bound) : "none");
+  out += "  </properties>\n";
+  out += fmt::format(
+      "  <testcase classname=\"deploy-apps.in-flight\" name=\"{}: 0 failed requests\" "
+      "time=\"{:.3f}\">\n",
+      xml_escape(name), seconds);
+  if (summary.failed != 0) {
+    std::string detail;
+    for (const auto& [error, count] : summary.failures_by_class) {
+      detail += fmt::format("{} {}; ", to_string(error), count);
+    }
+    out += fmt::format("    <failure message=\"{} of {} requests failed\">{}</failure>\n",
+                       summary.failed, judged, xml_escape(detail));
+  }
+  out += "  </testcase>\n</testsuite>\n";
+  return out;
 }
 
 bool Report::failed() const {

@@ -96,6 +96,9 @@ TEST_CASE("usage errors exit 2 with a clear message", "[cli]") {
       {{"--dry-run", "--tag", "has space", "go-app"}, "invalid tag"},
       {{"--dry-run", "--env", "production", "go-app"}, "image.registry is required"},
       {{"--dry-run", "--set", "oops", "go-app"}, "expected path=value"},
+      {{"--min-requests", "100", "--no-verify", "go-app"},
+       "--min-requests needs the in-flight checks"},
+      {{"--min-requests", "lots", "go-app"}, "--min-requests"},
   }));
   CAPTURE(args);
   const auto result = run_cli(args, repo);

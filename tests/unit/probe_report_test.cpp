@@ -107,6 +107,38 @@ TEST_CASE("summary: a run with only cancelled requests has not failed", "[probe]
   CHECK(report.summary().failed == 0);
 }
 
+TEST_CASE("certificate: the 95 % bound that 0 failures in N requests support", "[probe][report]") {
+  CHECK_FALSE(probe::zero_failure_upper_bound_95(0));
+  CHECK(*probe::zero_failure_upper_bound_95(1) == Approx(0.95));
+  // The rule of three: about 3/N for large N.
+  CHECK(*probe::zero_failure_upper_bound_95(100000) == Approx(3.0 / 100000).epsilon(0.01));
+
+  std::vector<probe::Record> clean;
+  for (int i = 0; i < 300; ++i) {
+    clean.push_back(short_get(i, 1, "v1"));
+  }
+  clean.push_back(request(RequestKind::long_get, 0, 10, "", ErrorClass::cancelled));
+  const auto report = report_of(clean);
+  const auto bound = report.to_json()["summary"]["zero_failure_bound_95"];
+  CHECK(bound["requests"] == 300);  // the cancelled request proves nothing
+  CHECK(bound["failure_rate_upper_bound"].get<double>() == Approx(0.00994).epsilon(0.01));
+  const auto junit = report.to_junit("go-app <rollout>");
+  CHECK_THAT(junit, Catch::Contains("<testsuite name=\"go-app &lt;rollout&gt;\" tests=\"1\" "
+                                    "failures=\"0\""));
+  CHECK_THAT(junit, Catch::Contains("<property name=\"requests\" value=\"300\"/>"));
+  CHECK_THAT(junit, Catch::Contains("failure_rate_upper_bound_95\" value=\"0.00994\""));
+  CHECK_THAT(junit, !Catch::Contains("<failure"));
+
+  clean.push_back(short_get(400, 1, "", ErrorClass::eof));
+  const auto failed = report_of(clean);
+  CHECK(failed.to_json()["summary"]["zero_failure_bound_95"].is_null());
+  const auto failed_junit = failed.to_junit("go-app");
+  CHECK_THAT(failed_junit, Catch::Contains("failures=\"1\""));
+  CHECK_THAT(failed_junit,
+             Catch::Contains("<failure message=\"1 of 301 requests failed\">eof 1; "));
+  CHECK_THAT(failed_junit, Catch::Contains("<property name=\"failed.eof\" value=\"1\"/>"));
+}
+
 TEST_CASE("summary: switch-over window over short requests", "[probe][report]") {
   std::vector<probe::Record> records;
   // v1 answers until 10 s, v2 from 5 s: both answer between 5 s and 10 s.

@@ -151,6 +151,10 @@ struct Summary {
   std::size_t stale_replacements = 0;  // kept-alive connections found closed before reuse
 };
 
+// The 95 % upper confidence bound on the failure rate that 0 failures in `requests` independent
+// requests support: 1 - 0.05^(1/n), about 3/n for large n (the "rule of three"). nullopt for n = 0.
+[[nodiscard]] std::optional<double> zero_failure_upper_bound_95(std::size_t requests);
+
 // Computes `p` (0 < p <= 100) by nearest rank: the smallest value with at least p% of the values at
 // or below it. Returns 0 for an empty input. Sorts `values`.
 [[nodiscard]] Offset nearest_rank_percentile(std::vector<Offset>& values, double p);
@@ -187,6 +191,10 @@ class Report {
 
   // For people: totals, failures by class, versions, switch-over, latency, the first failures.
   [[nodiscard]] std::string summary_text() const;
+
+  // For CI systems: a JUnit XML test suite named `name`, one test case "0 failed requests" that
+  // fails when any request failed, with the counts and the 95 % bound as properties.
+  [[nodiscard]] std::string to_junit(std::string_view name) const;
 
   // Writes the gnuplot script next to `path` (same name, .gp; kept for re-drawing) and runs
   // gnuplot to draw `path` (.png or .svg):
