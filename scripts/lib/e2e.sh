@@ -317,6 +317,29 @@ e2e_check_edge_requests() {
   ((failed == 0)) || { err "${failed} edge-of-budget request(s) failed"; return 1; }
 }
 
+# The edge-request judge's own test, on made-up results: a whole stream on the old version passes;
+# a truncated one, one from the new version and a 502 must each be a FAILED row.
+e2e_edge_judge_self_test() {
+  local dir rc=0 output
+  dir="$(mktemp -d)"
+  e2e_fake_edge() { # name, body, version, "code secs rc"
+    printf 'app via /stream?seconds=3\n' >"${dir}/edge-$1.what"
+    printf '%b' "$2" >"${dir}/edge-$1.body"
+    printf 'HTTP/1.1 200 OK\r\nX-App-Version: %s\r\n\r\n' "$3" >"${dir}/edge-$1.headers"
+    printf '%s\n' "$4" >"${dir}/edge-$1.result"
+  }
+  local whole='line 1 of 3\nline 2 of 3\nline 3 of 3\n'
+  e2e_fake_edge a-whole "${whole}" v1 "200 3.0 0"
+  e2e_fake_edge b-truncated 'line 1 of 3\n' v1 "200 1.0 18"
+  e2e_fake_edge c-new-version "${whole}" v2 "200 3.0 0"
+  e2e_fake_edge d-bad-gateway "" v1 "502 0.1 0"
+  output="$(e2e_check_edge_requests "${dir}" v1 2>&1)" || rc=$?
+  rm -rf "${dir}"
+  [[ "${rc}" != 0 && "$(grep -c ' ok ' <<<"${output}")" == 1 \
+    && "$(grep -c ' FAILED ' <<<"${output}")" == 3 ]] \
+    || die "the edge-request judge misjudged made-up results (exit ${rc}):"$'\n'"${output}"
+}
+
 # Judges a scenario: tests/e2e/verdict.py with the scenario's reports. Arguments: its flags.
 e2e_verdict() {
   python3 "${REPO_ROOT}/tests/e2e/verdict.py" "$@"
