@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "deployapps/console.hpp"
+#include "deployapps/credentials.hpp"
 #include "deployapps/discovery.hpp"
 #include "deployapps/encoding.hpp"
 #include "deployapps/errors.hpp"
@@ -514,7 +515,10 @@ void DeployCommand::apply_to_cluster() {
       fs::exists(repository_->root() / "scripts" / "cluster")) {
     ensure_local_cluster(options);
   }
-  const auto target = resolve_target(options);
+  auto target = resolve_target(options);
+  // One credential source for every client of this deploy: an exec plugin (EKS, GKE, OIDC) runs
+  // once, not once per client and watch.
+  target.config.credentials = make_credential_source(target.config);
   // The console says it to the user below; this is for -v logs (and --server-dry-run).
   if (target.source == TargetSource::kLocalCluster) {
     spdlog::info("no kubeconfig found: using the project's local cluster");

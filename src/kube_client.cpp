@@ -165,9 +165,10 @@ ApiError make_api_error(unsigned status, std::string_view reason_phrase, std::st
 }
 
 KubeClient::KubeClient(const RestConfig& config, ClientOptions options)
-    : KubeClient(config, make_credential_source(config), std::move(options)) {}
+    : KubeClient(config, config.credentials ? config.credentials : make_credential_source(config),
+                 std::move(options)) {}
 
-KubeClient::KubeClient(RestConfig config, std::unique_ptr<CredentialSource> credentials,
+KubeClient::KubeClient(RestConfig config, std::shared_ptr<CredentialSource> credentials,
                        ClientOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),

@@ -62,7 +62,8 @@ struct ApiResponse {
 class KubeClient {
  public:
   explicit KubeClient(const RestConfig& config, ClientOptions options = {});
-  KubeClient(RestConfig config, std::unique_ptr<CredentialSource> credentials,
+  // `config.credentials` when set, else a source of its own.
+  KubeClient(RestConfig config, std::shared_ptr<CredentialSource> credentials,
              ClientOptions options);
 
   // Sends a request; a non-2xx answer throws ApiError with the Status rendered readably.
@@ -94,7 +95,7 @@ class KubeClient {
 
   RestConfig config_;
   ClientOptions options_;
-  std::unique_ptr<CredentialSource> credentials_;
+  std::shared_ptr<CredentialSource> credentials_;
   HttpsClient http_;
   std::mt19937 jitter_;
   std::size_t requests_sent_ = 0;

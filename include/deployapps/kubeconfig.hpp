@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -13,6 +14,8 @@
 #include <vector>
 
 namespace deployapps {
+
+class CredentialSource;  // credentials.hpp
 
 // users[].user.exec: a client.authentication.k8s.io credential plugin.
 struct ExecConfig {
@@ -104,6 +107,9 @@ struct RestConfig {
   std::string namespace_name = "default";
   std::string context_name;  // empty when in-cluster
   std::string description;   // e.g. `context "kind" (/root/.kube/config)`
+  // Shared by every client made from this config, so that an exec plugin runs once per command
+  // and a refreshed credential serves all of them. Null: each client makes its own.
+  std::shared_ptr<CredentialSource> credentials;
 };
 
 // Resolves a context (the override, else current-context) to a usable RestConfig, applying

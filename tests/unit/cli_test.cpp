@@ -1,6 +1,7 @@
 // The command line, run in-process: exit codes, messages, and that bad input touches nothing.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <sstream>
 
 #include "deployapps/cli.hpp"
@@ -357,4 +358,33 @@ TEST_CASE("a production deploy needs a probe URL for every app, unless --no-veri
     CHECK(run_cli(with({"--dry-run", "go-app"}), repo, environment).code == 0);
     CHECK(run_cli({"--dry-run", "go-app"}, repo, environment).code == 0);
   }
+}
+
+TEST_CASE("an exec credential plugin runs once for a two-app deploy", "[cli][exec]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  // Counts its runs in a file, like an EKS or OIDC plugin that would prompt or hit an IdP.
+  const auto runs = dir.path() / "plugin-runs";
+  const auto plugin =
+      dir.write("plugin",
+                "#!/bin/sh\necho run >> '" + runs.string() +
+                    "'\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+                    "\"ExecCredential\",\"status\":{\"token\":\"fake-token\"}}'\n",
+                true);
+  auto kubeconfig = json::parse(deployapps::testing::read_file(api.write_kubeconfig(dir)));
+  kubeconfig["users"][0]["user"] = {{"exec",
+                                     {{"apiVersion", "client.authentication.k8s.io/v1"},
+                                      {"command", plugin.string()},
+                                      {"interactiveMode", "Never"}}}};
+  const auto path = dir.write("exec-kubeconfig", kubeconfig.dump());
+  const std::string digest = "sha256:" + std::string(64, 'c');
+  const auto result =
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app", "node-app"}, repo,
+              {{"KUBECONFIG", path.string()}});
+  CAPTURE(result.err);
+  REQUIRE(result.code == 0);
+  // One client for the plan and one per app share one credential source.
+  const auto text = deployapps::testing::read_file(runs);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 1);
 }
