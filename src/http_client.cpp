@@ -277,10 +277,8 @@ class HttpsClient::Impl {
     if (stream_cancelled_) {
       return cancelled_head();
     }
-    auto connection = connect(deadline);
-    auto& stream = connection->stream;
-    // cancel_stream() reaches the socket through this, on the io_context's thread.
-    active_stream_ = &beast::get_lowest_layer(stream);
+    // cancel_stream() reaches the socket through this, on the io_context's thread, from the
+    // moment it starts connecting: a stalled connect or handshake must not outlive a cancel.
     struct ActiveReset {
       beast::tcp_stream*& active;
       explicit ActiveReset(beast::tcp_stream*& stream) : active(stream) {}
@@ -290,10 +288,26 @@ class HttpsClient::Impl {
       ActiveReset& operator=(ActiveReset&&) = delete;
       ~ActiveReset() { active = nullptr; }
     } active_reset{active_stream_};
+    // Connecting, the handshake and sending the request make no progress either: each is bounded
+    // by the idle timeout too, so a watch on a stalled server fails instead of waiting forever.
+    const auto setup_deadline = deadline.at_most(idle_timeout);
+    std::unique_ptr<Connection> connection;
+    try {
+      connection = connect(setup_deadline, &active_stream_);
+    } catch (const Error&) {
+      if (stream_cancelled_) {
+        return cancelled_head();
+      }
+      throw;
+    }
+    auto& stream = connection->stream;
     auto message = to_beast(request);
-    set_expiry(stream, deadline);
+    set_expiry(stream, setup_deadline);
     auto error = run_operation(
         context_, [&](auto handler) { http::async_write(stream, message, std::move(handler)); });
+    if (error && stream_cancelled_) {
+      return cancelled_head();
+    }
     if (error) {
       throw_network_error(fmt::format("{} {}", request.method, request.target), error, deadline);
     }
@@ -420,9 +434,13 @@ class HttpsClient::Impl {
     return ::poll(&fd, 1, 0) != 0;
   }
 
-  std::unique_ptr<Connection> connect(Deadline deadline) {
+  // `active`, when given, points at the socket while it connects, for cancel_stream().
+  std::unique_ptr<Connection> connect(Deadline deadline, beast::tcp_stream** active = nullptr) {
     auto connection = std::make_unique<Connection>(context_, ssl_context_);
     auto& stream = connection->stream;
+    if (active != nullptr) {
+      *active = &beast::get_lowest_layer(stream);
+    }
     const auto endpoints = resolve(deadline);
     set_expiry(stream, deadline);
     auto error = run_operation(context_, [&](auto handler) {

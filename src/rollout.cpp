@@ -4,6 +4,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -22,10 +23,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Server-side watch length; the watch is resumed from its last resourceVersion after it.
-constexpr int kWatchTimeoutSeconds = 300;
-// No byte for this long on a watch means the connection is dead (bookmarks come every minute).
-constexpr Duration kWatchIdleTimeout = std::chrono::seconds(kWatchTimeoutSeconds + 30);
+// Server-side watch length; the watch is resumed from its last resourceVersion after it. Short,
+// so that silence is news: the server ends every watch after this, events or not.
+constexpr int kWatchTimeoutSeconds = 30;
+// No byte for this long on a watch (or no progress connecting to it) means the connection is
+// dead: a healthy server would have ended the watch by now. Within 45 s, as issue 18 asks.
+constexpr Duration kWatchIdleTimeout = std::chrono::seconds(kWatchTimeoutSeconds + 15);
 // How often time-based judgements (never ready, deadlines, Ctrl-C, the probe) are looked at.
 constexpr Duration kTick = std::chrono::milliseconds(250);
 // Between two fetches of a pod's Events while it runs unready.
@@ -165,11 +168,11 @@ class Watcher {
           resource_version_.clear();
           continue;
         }
-        if (!backoff(++failures, error.what())) {
+        if (!backoff(watch_retry(++failures, error.http_status()), error.what())) {
           return;
         }
       } catch (const Error& error) {
-        if (!backoff(++failures, error.what())) {
+        if (!backoff(watch_retry(++failures, 0), error.what())) {
           return;
         }
       }
@@ -185,21 +188,22 @@ class Watcher {
     queue_.push({source_, "RELIST", body.value("items", json::array()), Clock::now(), {}});
   }
 
-  // Waits before trying again; after too many failures in a row the app is told and the
-  // watcher ends.
-  bool backoff(int failures, const std::string& what) {
+  // Waits before trying again, or tells the app that the watch cannot go on. The rollout's own
+  // deadline ends a watch that keeps failing; a Ctrl-C or stop() ends the wait at once.
+  bool backoff(WatchRetry retry, const std::string& what) {
     if (stopping_) {
       return false;
     }
-    if (failures > 5) {
+    if (retry.give_up) {
       queue_.push({source_, "ERROR", json::object(), Clock::now(), what});
       return false;
     }
-    spdlog::warn("{} (retrying)", what);
-    for (int i = 0; i < failures * 4 && !stopping_; ++i) {
-      std::this_thread::sleep_for(250ms);
+    spdlog::warn("{} (retrying in {})", what, format_duration(retry.delay));
+    const auto until = Clock::now() + retry.delay;
+    while (Clock::now() < until && !stopping_) {
+      std::this_thread::sleep_for(std::min<Duration>(250ms, retry.delay));
     }
-    return true;
+    return !stopping_;
   }
 
   KubeClient client_;
@@ -236,6 +240,15 @@ std::string_view result_name(RolloutResult result) noexcept {
       return "applied";
   }
   return "unknown";
+}
+
+WatchRetry watch_retry(int consecutive_failures, unsigned http_status) {
+  // Retrying cannot fix credentials, RBAC or a deleted namespace.
+  if (http_status == 401 || http_status == 403 || http_status == 404) {
+    return {true, {}};
+  }
+  const int doublings = std::clamp(consecutive_failures - 1, 0, 3);
+  return {false, std::min<Duration>(kWatchRetryFirst * (1 << doublings), kWatchRetryMax)};
 }
 
 std::string template_version(const json& pod_template) {

@@ -103,6 +103,18 @@ class AppRollout {
   std::unique_ptr<Impl> impl_;
 };
 
+// What a watch does after failing: try again after `delay`, or give up. It gives up only where
+// retrying cannot help (401, 403, 404); an unavailable API (no answer, 5xx, 429) is retried,
+// 1, 2, 4, then every 8 s, until the rollout's deadline ends the wait. `http_status` 0: no
+// HTTP answer (connect, TLS, silence).
+struct WatchRetry {
+  bool give_up = false;
+  Duration delay{};
+};
+inline constexpr Duration kWatchRetryFirst = std::chrono::seconds(1);
+inline constexpr Duration kWatchRetryMax = std::chrono::seconds(8);
+[[nodiscard]] WatchRetry watch_retry(int consecutive_failures, unsigned http_status);
+
 // The version a Deployment (or ReplicaSet) template runs: the app.kubernetes.io/version label,
 // else the APP_VERSION variable of the first container, else "".
 [[nodiscard]] std::string template_version(const nlohmann::json& pod_template);

@@ -1,7 +1,14 @@
 // The HTTPS client against a real local TLS server with certificates made at test time.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "deployapps/errors.hpp"
@@ -338,4 +345,82 @@ TEST_CASE("a stream that is refused comes back whole", "[http][watch]") {
       get("/watch"), [](std::string_view) { return true; }, 5s, Deadline::after(10s));
   CHECK(head.status == 410);
   CHECK(head.body.find("too old resource version") != std::string::npos);
+}
+
+namespace {
+
+// Accepts TCP connections and never says a word (an apiserver whose TLS stalls), for at most
+// `hold`; then closes them, so a client that ignores its timeouts fails late instead of hanging.
+class SilentTcpServer {
+ public:
+  explicit SilentTcpServer(std::chrono::milliseconds hold) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    socklen_t length = sizeof address;
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): the sockets API
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = std::to_string(ntohs(address.sin_port));
+    // The kernel completes the TCP handshake from the backlog; nothing is ever read or written.
+    closer_ = std::thread([this, hold] {
+      std::unique_lock lock(mutex_);
+      stopped_.wait_for(lock, hold, [this] { return stop_; });
+      ::shutdown(fd_, SHUT_RDWR);
+      ::close(fd_);
+    });
+  }
+  SilentTcpServer(const SilentTcpServer&) = delete;
+  SilentTcpServer& operator=(const SilentTcpServer&) = delete;
+  SilentTcpServer(SilentTcpServer&&) = delete;
+  SilentTcpServer& operator=(SilentTcpServer&&) = delete;
+  ~SilentTcpServer() {
+    {
+      const std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    stopped_.notify_all();
+    closer_.join();
+  }
+  [[nodiscard]] const std::string& port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::string port_;
+  std::mutex mutex_;
+  std::condition_variable stopped_;
+  bool stop_ = false;
+  std::thread closer_;
+};
+
+}  // namespace
+
+TEST_CASE("a watch whose TLS handshake stalls fails within its idle timeout", "[http][watch]") {
+  const SilentTcpServer server(20s);
+  HttpsClient client("127.0.0.1", server.port(), trusting(cluster_ca()));
+  const auto began = std::chrono::steady_clock::now();
+  // No overall deadline, as the rollout's watches run: only the idle timeout can end it.
+  CHECK_THROWS_AS(
+      client.stream_lines(
+          get("/watch"), [](std::string_view) { return true; }, 500ms, Deadline::never()),
+      deployapps::TimeoutError);
+  CHECK(std::chrono::steady_clock::now() - began < 5s);  // not the 20 s the server holds on
+}
+
+TEST_CASE("a watch still connecting can be cancelled from another thread", "[http][watch]") {
+  const SilentTcpServer server(20s);
+  HttpsClient client("127.0.0.1", server.port(), trusting(cluster_ca()));
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(300ms);
+    client.cancel_stream();
+  });
+  const auto began = std::chrono::steady_clock::now();
+  const auto head = client.stream_lines(
+      get("/watch"), [](std::string_view) { return true; }, 60s, Deadline::never());
+  canceller.join();
+  CHECK(head.status == 200);  // ended as if the handler had stopped it
+  CHECK(std::chrono::steady_clock::now() - began < 5s);
 }

@@ -219,3 +219,27 @@ TEST_CASE("the version a template runs, and the live progress line", "[rollout]"
   CHECK(deployapps::progress_text(fixture("after-v2-deployment.json"), 1) ==
         "2/2 updated, 2 available, 1 old terminating");
 }
+
+TEST_CASE("a failing watch is retried while the API is unavailable, not given up after 5",
+          "[rollout][watch]") {
+  using deployapps::watch_retry;
+  using std::chrono::seconds;
+  // No answer (connect, TLS, silence), 5xx and 429 are an API that is away: keep trying.
+  for (const unsigned status : {0U, 500U, 503U, 504U, 429U}) {
+    CAPTURE(status);
+    CHECK_FALSE(watch_retry(1, status).give_up);
+    CHECK(watch_retry(1, status).delay == seconds(1));
+    CHECK(watch_retry(2, status).delay == seconds(2));
+    CHECK(watch_retry(3, status).delay == seconds(4));
+    CHECK(watch_retry(4, status).delay == seconds(8));
+    // The old watcher gave up after 5 failures in a row (about 15 s of an apiserver restart).
+    CHECK_FALSE(watch_retry(6, status).give_up);
+    CHECK_FALSE(watch_retry(1000, status).give_up);
+    CHECK(watch_retry(1000, status).delay == seconds(8));
+  }
+  // Credentials, RBAC and a deleted namespace do not come back by waiting.
+  for (const unsigned status : {401U, 403U, 404U}) {
+    CAPTURE(status);
+    CHECK(watch_retry(1, status).give_up);
+  }
+}
