@@ -507,7 +507,32 @@ void DeployCommand::ensure_local_cluster(TargetOptions& target) {
   }
 }
 
+namespace {
+
+// What the process writes when a Ctrl-C ends it at once: `message` on stderr, and with -o json
+// the one document stdout must hold.
+std::string interrupted_document(const std::string& message, bool json_output) {
+  if (!json_output) {
+    return {};
+  }
+  return json{{"mode", "apply"},
+              {"result", "interrupted"},
+              {"exitCode", kInterruptedExitCode},
+              {"error", message}}
+             .dump(2) +
+         "\n";
+}
+
+}  // namespace
+
 void DeployCommand::apply_to_cluster() {
+  // From here to the first apply nothing changes in the cluster, so a Ctrl-C ends the command
+  // at once, whatever it is waiting for (a local cluster start, a build, a stalled API).
+  const bool json_output = options_.output == OutputFormat::kJson;
+  InterruptCounter interrupts;
+  const std::string before_apply = "interrupted before anything was applied: nothing changed";
+  interrupts.exit_at(1, "\ndeploy-apps: " + before_apply + "\n",
+                     interrupted_document(before_apply, json_output));
   auto options = target_options(options_, environment_);
   // A context the user named must come from their configuration; the local cluster is only the
   // fallback when nothing is configured and no context is asked for.
@@ -540,7 +565,6 @@ void DeployCommand::apply_to_cluster() {
   }
 
   // With -o json, stdout carries only the report; progress goes to stderr.
-  const bool json_output = options_.output == OutputFormat::kJson;
   const auto term = environment_.get("TERM");
   Console console(json_output ? err_ : out_,
                   json_output
@@ -558,7 +582,16 @@ void DeployCommand::apply_to_cluster() {
   const auto build_failures = pin_images(console);
   // The deadline covers applying and rolling out; builds had their own.
   deadline_ = Deadline::after(timeout_);
-  const InterruptCounter interrupts;
+  // Now a first Ctrl-C stops the rollouts and rolls back; a second one exits at once, saying
+  // what may be left half-done.
+  std::string left =
+      "second Ctrl-C: exited without waiting; these may be left mid-rollout or "
+      "mid-rollback:";
+  for (const auto& app : rendered_) {
+    left += fmt::format("\n  {}: kubectl -n {} rollout status deployment/{}", app.app,
+                        app.namespace_name, app.app);
+  }
+  interrupts.exit_at(2, "\ndeploy-apps: " + left + "\n", interrupted_document(left, json_output));
 
   DeployReport report;
   report.mode = "apply";
