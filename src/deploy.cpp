@@ -665,13 +665,16 @@ void DeployCommand::apply_to_cluster() {
             },
             deadline_);
       } catch (const std::exception& error) {
-        // Failed before the rollout began (e.g. the apply was rejected): nothing to roll back.
+        // Failed before the Deployment changed (e.g. the apply was rejected): nothing to roll
+        // back. Failures after it are the rollout's, and rolled back there.
         RolloutReport failed;
         failed.app = rendered.app;
         failed.new_version = tags_.at(rendered.app);
         failed.result = RolloutResult::kFailed;
         failed.failure = error.what();
-        failed.state_left = "the apply was rejected; see the error";
+        failed.state_left =
+            "the Deployment was not changed; objects applied before the error keep their new "
+            "state";
         report.apps[i].rollout = failed;
         console.line(rendered.app, fmt::format("FAILED: {}", error.what()));
         const std::lock_guard lock(errors_mutex);

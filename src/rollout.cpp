@@ -330,6 +330,21 @@ class AppRollout::Impl {
     if (template_changes && settings_.probe && before &&
         integer_at(*before, "/status/availableReplicas") > 0) {
       start_probe();
+      // Failures before anything changed belong to the running version (or the probe's URL):
+      // a rollout judged on them would blame, and roll back, a release that did nothing wrong.
+      if (probe_->failure_count() > 0) {
+        stop_probe(true);
+        report_.result = RolloutResult::kFailed;
+        report_.failure = fmt::format(
+            "refused: the running version {} already fails requests, before anything was "
+            "applied ({}); fix it or the probe URL, or deploy with --no-verify",
+            report_.old_version.empty() ? std::string("-") : report_.old_version, probe_failure_);
+        report_.state_left = "nothing was applied";
+        console_.line(target_.app, "FAILED: " + report_.failure);
+        report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
+        report_.api_requests = client_.requests_sent();
+        return report_;
+      }
     } else if (template_changes && settings_.probe) {
       console_.line(target_.app, "in-flight checks skipped: no version serves yet");
     }
@@ -342,14 +357,32 @@ class AppRollout::Impl {
       report_.api_requests = client_.requests_sent();
       return report_;
     }
+    // Immutable, and known before anything is listed: a rollback must find its ReplicaSets
+    // even when listing them failed.
+    selector_ = selector_query(
+        target_.deployment.value("spec", json::object()).value("selector", json::object()));
     try {
       apply(client_);
-    } catch (...) {
+    } catch (const Error& error) {
       stop_probe(false);
-      throw;
+      // Every object was dry-run first, so this is rare (a timeout, a conflict), and it may
+      // come after the Deployment changed: then it is a failed rollout, rolled back as such.
+      if (!template_changes || !deployment_changed(deadline)) {
+        throw;
+      }
+      fail_after_apply(
+          fmt::format("the apply failed after the Deployment changed: {}", error.what()));
+      stop_watches();
+      report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
+      report_.api_requests = client_.requests_sent() + watch_requests_;
+      return report_;
     }
     applied_at_ = std::chrono::system_clock::now();
-    follow(deadline);
+    try {
+      follow(deadline);
+    } catch (const Error& error) {
+      fail_after_apply(fmt::format("following the rollout failed: {}", error.what()));
+    }
     stop_watches();
     for (const auto& [name, exit] : old_pods_) {
       report_.old_pods.push_back(exit);
@@ -377,6 +410,30 @@ class AppRollout::Impl {
     return !templates_equal_ignoring_hash(
         dry.value("spec", json::object()).value("template", json::object()),
         live->value("spec", json::object()).value("template", json::object()));
+  }
+
+  // Whether the live Deployment's template is no longer the pre-apply one. Unknown (the API
+  // does not answer) counts as changed: restoring the pre-apply template is harmless if not.
+  bool deployment_changed(Deadline deadline) {
+    try {
+      const auto live = client_.get(deployment_path_, deadline);
+      return !pre_apply_template_ ||
+             !templates_equal_ignoring_hash(
+                 live.value("spec", json::object()).value("template", json::object()),
+                 *pre_apply_template_);
+    } catch (const Error& error) {
+      spdlog::warn("{}: reading the Deployment after a failed apply: {}", target_.app,
+                   error.what());
+      return true;
+    }
+  }
+
+  // An error once the new template may be live is a failed rollout: rolled back like one.
+  void fail_after_apply(const std::string& why) {
+    report_.failure = why;
+    console_.line(target_.app, "FAILED: " + why);
+    roll_back(false);
+    stop_probe(true);
   }
 
   void start_probe() {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "deployapps/cli.hpp"
+#include "deployapps/rollout.hpp"
 #include "deployapps/yaml_json.hpp"
 #include "support/fake_api.hpp"
 #include "support/temp_dir.hpp"
@@ -387,4 +388,70 @@ TEST_CASE("an exec credential plugin runs once for a two-app deploy", "[cli][exe
   // One client for the plan and one per app share one credential source.
   const auto text = deployapps::testing::read_file(runs);
   CHECK(std::count(text.begin(), text.end(), '\n') == 1);
+}
+
+TEST_CASE("a running version that already fails the probe is not deployed over", "[cli][probe]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const std::map<std::string, std::string> environment{
+      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
+  const std::string digest = "sha256:" + std::string(64, 'e');
+  REQUIRE(
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo, environment).code ==
+      0);
+  // v1 serves (one available replica), so the in-flight checks run; but nothing listens at the
+  // probe's URL, so every request fails before v2 is applied.
+  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
+  auto live = api.stored(path).value();
+  live["status"] = {{"observedGeneration", 1}, {"replicas", 2}, {"availableReplicas", 2}};
+  api.override_path("GET", path, [live](const deployapps::testing::ReceivedRequest&) {
+    return deployapps::testing::json_reply(200, live);
+  });
+  const auto before = api.requests().size();
+  const auto result =
+      run_cli({"--tag", "v2", "--digest", digest, "--probe-url", "http://127.0.0.1:1/", "go-app"},
+              repo, environment);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 1);
+  CHECK_THAT(result.out, Catch::Contains("already fails requests, before anything was applied") &&
+                             Catch::Contains("nothing was applied"));
+  // Only dry runs reached the cluster: no object was changed.
+  const auto requests = api.requests();
+  std::size_t dry_runs = 0;
+  for (auto it = requests.begin() + static_cast<std::ptrdiff_t>(before); it != requests.end();
+       ++it) {
+    if (it->method != "GET") {
+      CAPTURE(it->method, it->path);
+      CHECK(it->query.count("dryRun") == 1);
+      ++dry_runs;
+    }
+  }
+  CHECK(dry_runs >= 1);
+  CHECK(deployapps::template_version(api.stored(path).value()["spec"]["template"]) == "v1");
+}
+
+TEST_CASE("an error after the Deployment was applied is a failed rollout and is rolled back",
+          "[cli][rollback]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const std::map<std::string, std::string> environment{
+      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
+  const std::string digest = "sha256:" + std::string(64, 'f');
+  REQUIRE(
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo, environment).code ==
+      0);
+  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
+  // v2 applies, then following it fails: this fake cannot list Deployments (404), as an API
+  // that breaks after the apply would.
+  const auto result =
+      run_cli({"--tag", "v2", "--digest", digest, "--no-verify", "go-app"}, repo, environment);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 1);
+  CHECK_THAT(result.out, Catch::Contains("following the rollout failed") &&
+                             Catch::Contains("rolled back to the pre-apply pod template (version "
+                                             "v1)"));
+  // The pre-apply template is back, not v2 left rolling out unwatched.
+  CHECK(deployapps::template_version(api.stored(path).value()["spec"]["template"]) == "v1");
 }

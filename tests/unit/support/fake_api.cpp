@@ -120,6 +120,18 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     auto pod = json::parse(request.body);
     return json_reply(201, pod);
   }
+  // A JSON patch (the rollback's) changes a stored object in place.
+  if (request.method == "PATCH" &&
+      request.headers.at("content-type") == "application/json-patch+json") {
+    const auto existing = objects_.find(request.path);
+    if (existing == objects_.end()) {
+      return json_reply(404, status_body(404, "NotFound", request.path + " not found"));
+    }
+    auto patched = existing->second.patch(json::parse(request.body));
+    patched["metadata"]["resourceVersion"] = std::to_string(++next_version_);
+    existing->second = patched;
+    return json_reply(200, patched);
+  }
   if (request.method == "PATCH") {
     if (request.headers.at("content-type") != "application/apply-patch+yaml" ||
         request.query.count("fieldManager") == 0) {
@@ -147,7 +159,12 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     auto current = existing->second;
     const auto version = current["metadata"]["resourceVersion"];
     current["metadata"].erase("resourceVersion");
-    if (current != applied && !dry_run) {
+    // A dry run answers with the object as it would be, and stores nothing.
+    if (current != applied && dry_run) {
+      applied["metadata"]["resourceVersion"] = version;
+      return json_reply(200, applied);
+    }
+    if (current != applied) {
       applied["metadata"]["resourceVersion"] = std::to_string(++next_version_);
       existing->second = applied;
       return json_reply(200, applied);
