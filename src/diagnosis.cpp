@@ -222,18 +222,21 @@ std::string Diagnosis::describe() const {
 std::optional<Diagnosis> diagnose(const DiagnosisInput& input) {
   std::vector<Diagnosis> found;
   const auto deployment_name = text_at(input.deployment, "/metadata/name");
+  // kubectl's guard: the status (conditions included) describes an older spec until
+  // observedGeneration catches up. A ProgressDeadlineExceeded or ReplicaFailure left by the
+  // previous rollout must not fail this one.
+  const auto generation = input.deployment.value(json::json_pointer("/metadata/generation"), 0L);
+  const auto observed =
+      input.deployment.value(json::json_pointer("/status/observedGeneration"), 0L);
+  const bool status_is_current = observed >= generation;
   for (const auto& condition : array_at(input.deployment, "/status/conditions")) {
-    if (condition.value("type", "") == "Progressing" &&
+    if (status_is_current && condition.value("type", "") == "Progressing" &&
         condition.value("reason", "") == "ProgressDeadlineExceeded") {
       found.push_back({FailureKind::kProgressDeadline, true, "deployment/" + deployment_name, "",
                        "ProgressDeadlineExceeded", condition.value("message", ""), std::nullopt});
     }
   }
-  // kubectl's guard: status describes an older spec until observedGeneration catches up.
-  const auto generation = input.deployment.value(json::json_pointer("/metadata/generation"), 0L);
-  const auto observed =
-      input.deployment.value(json::json_pointer("/status/observedGeneration"), 0L);
-  if (generation > observed && older_than(input.applied_at, input, input.cluster_inactive_after)) {
+  if (!status_is_current && older_than(input.applied_at, input, input.cluster_inactive_after)) {
     found.push_back(
         {FailureKind::kClusterInactive, true, "deployment/" + deployment_name, "", "NotObserved",
          fmt::format("the Deployment controller has not observed generation {} (still {}) {} "
@@ -246,7 +249,9 @@ std::optional<Diagnosis> diagnose(const DiagnosisInput& input) {
   if (input.new_replica_set) {
     failure_sources.push_back(*input.new_replica_set);
   }
-  failure_sources.push_back(input.deployment);
+  if (status_is_current) {
+    failure_sources.push_back(input.deployment);
+  }
   for (const auto& source : failure_sources) {
     bool seen = false;
     for (const auto& condition : array_at(source, "/status/conditions")) {

@@ -218,3 +218,26 @@ TEST_CASE("a cluster that does not act is named, after 30 s and not before", "[d
     CHECK_FALSE(deployapps::diagnose(input).has_value());
   }
 }
+
+TEST_CASE("conditions the controller has not caught up with do not fail a new rollout",
+          "[diagnosis]") {
+  // The recorded deadline, then a new apply: generation 6, still observed 5. The condition is
+  // the previous rollout's (kubectl's generation <= observedGeneration guard).
+  auto input = recorded("unready", std::chrono::system_clock::now());
+  input.deployment = fixture("deadline-deployment.json");
+  input.deployment["metadata"]["generation"] = 6;
+  input.new_pods.clear();
+  input.events.clear();
+  input.new_replica_set.reset();
+  input.applied_at = std::chrono::system_clock::now();
+  CHECK_FALSE(deployapps::diagnose(input).has_value());
+  // The same for a ReplicaFailure the Deployment still mirrors from before.
+  input.deployment["status"]["conditions"].push_back(
+      {{"type", "ReplicaFailure"}, {"status", "True"}, {"reason", "FailedCreate"}});
+  CHECK_FALSE(deployapps::diagnose(input).has_value());
+  // Once observed, they count again.
+  input.deployment["status"]["observedGeneration"] = 6;
+  const auto diagnosis = deployapps::diagnose(input);
+  REQUIRE(diagnosis);
+  CHECK(diagnosis->kind == FailureKind::kProgressDeadline);
+}
