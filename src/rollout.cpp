@@ -522,6 +522,18 @@ class AppRollout::Impl {
     stop = wait(deadline, false);
     if (stop.kind == Stop::Kind::kDone && probe_) {
       stop = wait_for_drain(deadline);
+      if (stop.kind == Stop::Kind::kInterrupted) {
+        // The new version is out and serving: a Ctrl-C now stops checking, it does not undo
+        // the release.
+        stop_probe(true);
+        report_.result = RolloutResult::kInterrupted;
+        report_.failure = stop.why;
+        report_.state_left =
+            fmt::format("version {} is rolled out; the old pods' drain was not checked to the end",
+                        target_.new_version);
+        console_.line(target_.app, "interrupted: " + stop.why + "; " + report_.state_left);
+        return;
+      }
     }
     if (stop.kind == Stop::Kind::kDone) {
       if (stop_probe(true)) {
@@ -931,27 +943,32 @@ class AppRollout::Impl {
 
   // After the rollout: the old pods must finish draining, each with exit code 0.
   Stop wait_for_drain(Deadline deadline) {
-    const auto grace = std::chrono::seconds(
-        integer_at(deployment_, "/spec/template/spec/terminationGracePeriodSeconds"));
-    const auto until = deadline.at_most(std::chrono::duration_cast<Duration>(grace) + kDrainMargin);
     const int interrupts_before = interrupts();
     for (;;) {
-      bool draining = false;
+      std::vector<json> draining;
       for (const auto& [name, pod] : pods_) {
         if (old_hashes_.contains(hash_of(pod))) {
-          draining = true;
+          draining.push_back(pod);
         }
       }
-      if (!draining) {
+      if (draining.empty()) {
         break;
       }
+      // Each old pod's own grace period, which a release may have changed.
+      const auto now = std::chrono::system_clock::now();
+      const bool overdue = now > drain_until(draining, now, kDrainMargin);
       console_.progress(target_.app,
                         fmt::format("rolled out; {} old pod(s) draining", terminating_old_pods()));
       if (!drain_failure_.empty()) {
         console_.clear_progress(target_.app);
         return {Stop::Kind::kFailed, drain_failure_};
       }
-      if (until.expired() || interrupts() > interrupts_before) {
+      if (interrupts() > interrupts_before) {
+        console_.clear_progress(target_.app);
+        return {Stop::Kind::kInterrupted,
+                fmt::format("Ctrl-C while {} old pod(s) drained", draining.size())};
+      }
+      if (overdue || deadline.expired()) {
         console_.clear_progress(target_.app);
         return {Stop::Kind::kFailed, "old pods did not finish draining in time"};
       }

@@ -316,4 +316,28 @@ UndoPlan plan_undo(const json& deployment, const std::vector<json>& replica_sets
   return plan;
 }
 
+std::chrono::system_clock::time_point drain_until(const std::vector<json>& old_pods,
+                                                  std::chrono::system_clock::time_point now,
+                                                  Duration margin) {
+  constexpr long kDefaultGraceSeconds = 30;  // the API's default terminationGracePeriodSeconds
+  auto until = now;
+  for (const auto& pod : old_pods) {
+    std::optional<std::chrono::system_clock::time_point> grace_ends;
+    const auto deletion = pod.value(json::json_pointer("/metadata/deletionTimestamp"), "");
+    if (!deletion.empty()) {
+      try {
+        grace_ends = parse_rfc3339(deletion);
+      } catch (const Error&) {
+        // unreadable: judged like a pod not deleted yet
+      }
+    }
+    const auto ends =
+        grace_ends.value_or(now + std::chrono::seconds(pod.value(
+                                      json::json_pointer("/spec/terminationGracePeriodSeconds"),
+                                      kDefaultGraceSeconds)));
+    until = std::max(until, ends + margin);
+  }
+  return until;
+}
+
 }  // namespace deployapps

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "deployapps/errors.hpp"
+#include "deployapps/time.hpp"
 
 namespace deployapps {
 
@@ -51,6 +52,15 @@ struct RolloutStatus {
 // A label selector (spec.selector) as the labelSelector query parameter: matchLabels as k=v,
 // matchExpressions as `k in (a,b)`, `k notin (a)`, `k`, `!k`.
 [[nodiscard]] std::string selector_query(const nlohmann::json& selector);
+
+// When the drain check stops waiting for old pods to exit, judged on each pod's own grace
+// period (not the new template's): a deleted pod's deletionTimestamp (the API sets it to the
+// deletion time plus that pod's grace period) plus `margin`; a pod not deleted yet, `now` plus
+// its spec.terminationGracePeriodSeconds (30 when unset) plus `margin`. The latest of these;
+// `now` when there are none. Times are the API server's: `margin` covers a small clock skew.
+[[nodiscard]] std::chrono::system_clock::time_point drain_until(
+    const std::vector<nlohmann::json>& old_pods, std::chrono::system_clock::time_point now,
+    Duration margin);
 
 // Thrown when a rollback cannot be planned; the message is kubectl's.
 class RollbackError : public Error {

@@ -243,3 +243,25 @@ TEST_CASE("a failing watch is retried while the API is unavailable, not given up
     CHECK(watch_retry(1, status).give_up);
   }
 }
+
+TEST_CASE("the drain check waits for each old pod's own grace period", "[rollout][drain]") {
+  using deployapps::drain_until;
+  using std::chrono::seconds;
+  const auto now = deployapps::parse_rfc3339("2026-12-04T10:00:00Z");
+  const auto margin = seconds(15);
+  // Deleted at 09:59:00 with a 140 s grace: the API's deletionTimestamp is 10:01:20.
+  const json deleted = {{"metadata", {{"deletionTimestamp", "2026-12-04T10:01:20Z"}}},
+                        {"spec", {{"terminationGracePeriodSeconds", 140}}}};
+  CHECK(drain_until({deleted}, now, margin) == deployapps::parse_rfc3339("2026-12-04T10:01:35Z"));
+  // Not deleted yet: from now, on its own grace period (a new template's 30 s does not apply).
+  const json running = {{"metadata", json::object()},
+                        {"spec", {{"terminationGracePeriodSeconds", 140}}}};
+  CHECK(drain_until({running}, now, margin) == now + seconds(155));
+  // No grace period written: the API's default, 30 s.
+  CHECK(drain_until({json{{"metadata", json::object()}}}, now, margin) == now + seconds(45));
+  // The latest pod decides; nothing left to drain ends at once.
+  const json soon = {{"metadata", {{"deletionTimestamp", "2026-12-04T10:00:05Z"}}}};
+  CHECK(drain_until({soon, deleted}, now, margin) ==
+        deployapps::parse_rfc3339("2026-12-04T10:01:35Z"));
+  CHECK(drain_until({}, now, margin) == now);
+}
