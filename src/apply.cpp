@@ -70,23 +70,70 @@ std::vector<PlannedObject> plan_objects(Discovery& discovery,
   return plan;
 }
 
-ApiResponse Applier::apply_one(const PlannedObject& object, bool dry_run, Deadline deadline) {
+ApiRequest apply_request(const std::string& path, const json& object,
+                         std::string_view field_manager, bool dry_run, bool force) {
   ApiRequest request;
   request.method = "PATCH";
-  request.path = object.path;
+  request.path = path;
   request.content_type = "application/apply-patch+yaml";  // JSON is YAML
-  request.body = object.object;
-  request.query = {
-      {"fieldManager", options_.field_manager}, {"fieldValidation", "Strict"}, {"force", "true"}};
+  request.body = object;
+  request.query = {{"fieldManager", std::string(field_manager)}, {"fieldValidation", "Strict"}};
+  if (force) {
+    request.query.emplace_back("force", "true");
+  }
   if (dry_run) {
     request.query.emplace_back("dryRun", "All");
   }
   // Applying the same configuration twice has the same effect: safe to retry.
   request.idempotent = true;
+  return request;
+}
+
+std::string replicas_owner_in_conflict(const ApiError& error) {
+  if (error.http_status() != 409 || error.causes().empty()) {
+    return {};
+  }
+  std::string owner;
+  for (const auto& cause : error.causes()) {
+    if (cause.field != ".spec.replicas") {
+      return {};
+    }
+    // The API's message: conflict with "kube-controller-manager" using apps/v1
+    const auto open = cause.message.find('"');
+    const auto close = open == std::string::npos ? open : cause.message.find('"', open + 1);
+    owner = close == std::string::npos ? std::string("another manager")
+                                       : cause.message.substr(open + 1, close - open - 1);
+  }
+  return owner;
+}
+
+ApiResponse Applier::apply_one(const PlannedObject& object, bool dry_run, bool force,
+                               Deadline deadline) {
+  auto request = apply_request(object.path, object.object, options_.field_manager, dry_run, force);
   request.description =
       fmt::format("{}apply {}{}", dry_run ? "dry-run " : "", object.display(),
                   object.namespace_name.empty() ? "" : " in namespace " + object.namespace_name);
   return client_.request(request, deadline);
+}
+
+ApiResponse Applier::dry_run_respecting_replicas(PlannedObject& object, ApplyResult& result,
+                                                 Deadline deadline) {
+  try {
+    return apply_one(object, true, false, deadline);
+  } catch (const ApiError& error) {
+    if (error.http_status() != 409) {
+      throw;
+    }
+    const auto owner = replicas_owner_in_conflict(error);
+    if (!owner.empty() && object.object.contains("spec")) {
+      result.notes.push_back(fmt::format(
+          "{}: spec.replicas is managed by \"{}\" (an autoscaler or a scale), so it is left "
+          "to it, not set back to {}",
+          object.display(), owner, object.object["spec"].value("replicas", json()).dump()));
+      object.object["spec"].erase("replicas");
+    }
+    return apply_one(object, true, true, deadline);
+  }
 }
 
 void Applier::check_pod_admission(const PlannedObject& workload, Deadline deadline) {
@@ -148,14 +195,19 @@ ApplyResult Applier::apply(const std::vector<PlannedObject>& plan, Deadline dead
     return object.resource.kind == "Namespace" && object.resource.api_version == "v1";
   };
   for (const bool namespaces_phase : {true, false}) {
-    std::vector<const PlannedObject*> phase;
+    // Copies: a dry run may drop a field another manager owns before the real apply.
+    std::vector<PlannedObject> phase_objects;
     for (const auto& object : plan) {
       if (is_namespace(object) == namespaces_phase) {
-        phase.push_back(&object);
+        phase_objects.push_back(object);
       }
     }
+    std::vector<PlannedObject*> phase;
+    for (auto& object : phase_objects) {
+      phase.push_back(&object);
+    }
     std::map<const PlannedObject*, ApiResponse> dry_runs;
-    for (const auto* object : phase) {
+    for (auto* object : phase) {
       if (!object->namespace_name.empty() && missing_namespaces.contains(object->namespace_name)) {
         record(*object, ApplyOperation::kSkipped, nullptr,
                fmt::format("namespace {} does not exist yet, so the server cannot validate "
@@ -163,7 +215,7 @@ ApplyResult Applier::apply(const std::vector<PlannedObject>& plan, Deadline dead
                            object->namespace_name));
         continue;
       }
-      auto response = apply_one(*object, true, deadline);
+      auto response = dry_run_respecting_replicas(*object, result, deadline);
       if (response.status == 201) {
         if (namespaces_phase) {
           missing_namespaces.insert(object->name);
@@ -201,7 +253,7 @@ ApplyResult Applier::apply(const std::vector<PlannedObject>& plan, Deadline dead
       continue;
     }
     for (const auto* object : phase) {
-      const auto response = apply_one(*object, false, deadline);
+      const auto response = apply_one(*object, false, true, deadline);
       const auto& dry = dry_runs.at(object);
       const auto version = [](const ApiResponse& r) {
         return r.body.value("metadata", json::object()).value("resourceVersion", "");

@@ -662,6 +662,9 @@ void DeployCommand::apply_to_cluster() {
                   console.line(rendered.app, "  warning: " + warning);
                 }
               }
+              for (const auto& note : report.apps[i].apply.notes) {
+                console.line(rendered.app, "note: " + note);
+              }
             },
             deadline_);
       } catch (const std::exception& error) {

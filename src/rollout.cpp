@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "deployapps/apply.hpp"
 #include "deployapps/encoding.hpp"
 #include "deployapps/probe/probe.hpp"
 #include "deployapps/rollout_status.hpp"
@@ -399,12 +400,7 @@ class AppRollout::Impl {
     if (!live) {
       return true;
     }
-    ApiRequest request;
-    request.method = "PATCH";
-    request.path = deployment_path_;
-    request.content_type = "application/apply-patch+yaml";
-    request.query = {{"fieldManager", "deploy-apps"}, {"force", "true"}, {"dryRun", "All"}};
-    request.body = target_.deployment;
+    auto request = apply_request(deployment_path_, target_.deployment, kFieldManager, true, true);
     request.description = "dry-run apply of deployment.apps/" + target_.app;
     const auto dry = client_.request(request, deadline).body;
     return !templates_equal_ignoring_hash(

@@ -21,6 +21,15 @@ inline constexpr std::string_view kFieldManager = "deploy-apps";
 
 enum class DryRun { kNone, kServer };
 
+// The server-side apply PATCH of `object` at `path`: every apply and dry run of the deployer is
+// this one request. `force` takes fields another manager owns (kubectl's --force-conflicts).
+[[nodiscard]] ApiRequest apply_request(const std::string& path, const nlohmann::json& object,
+                                       std::string_view field_manager, bool dry_run, bool force);
+
+// A 409 Conflict from a non-forced apply whose only conflicting field is .spec.replicas: the
+// manager that owns it (an autoscaler, `kubectl scale`), else "".
+[[nodiscard]] std::string replicas_owner_in_conflict(const ApiError& error);
+
 struct PlannedObject {
   nlohmann::json object;
   std::string source;  // the template it came from
@@ -75,7 +84,12 @@ class Applier {
   ApplyResult apply(const std::vector<PlannedObject>& plan, Deadline deadline);
 
  private:
-  ApiResponse apply_one(const PlannedObject& object, bool dry_run, Deadline deadline);
+  ApiResponse apply_one(const PlannedObject& object, bool dry_run, bool force, Deadline deadline);
+  // The dry run of one object, not forced first: a .spec.replicas owned by another manager (an
+  // HPA) is then dropped from `object`, so the real apply leaves it to its owner. Other
+  // conflicts are forced, as kubectl --force-conflicts would.
+  ApiResponse dry_run_respecting_replicas(PlannedObject& object, ApplyResult& result,
+                                          Deadline deadline);
   // Dry-run creates a Pod from a workload's template; throws ApiError when admission rejects it.
   void check_pod_admission(const PlannedObject& workload, Deadline deadline);
 

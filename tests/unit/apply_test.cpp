@@ -78,7 +78,8 @@ TEST_CASE("server-side apply: namespace first, dry run before every change", "[a
       CHECK(request.headers.at("content-type") == "application/apply-patch+yaml");
       CHECK(request.query.at("fieldManager") == "deploy-apps");
       CHECK(request.query.at("fieldValidation") == "Strict");
-      CHECK(request.query.at("force") == "true");
+      // Dry runs are not forced (a conflict is news); the real apply takes our fields.
+      CHECK(request.query.count("force") == (request.query.count("dryRun") == 0 ? 1U : 0U));
       CHECK(json::parse(request.body).contains("apiVersion"));
     }
   }
@@ -150,4 +151,63 @@ TEST_CASE("server dry run changes nothing and skips what a missing namespace hol
     CHECK_THAT(result.objects[i].note, Catch::Contains("namespace node-app does not exist yet"));
   }
   CHECK_FALSE(api.stored("/api/v1/namespaces/node-app").has_value());
+}
+
+TEST_CASE("replicas owned by an autoscaler are left to it, other fields are still applied",
+          "[apply]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  auto plan = plan_for(client, "go-app");
+  Applier applier(client, ApplyOptions{});
+  (void)applier.apply(plan, Deadline::after(30s));
+  // Now an HPA owns .spec.replicas: an apply that is not forced conflicts on it, as the API
+  // answers then.
+  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
+  api.override_path("PATCH", path, [](const deployapps::testing::ReceivedRequest& request) {
+    auto body = json::parse(request.body);
+    if (request.query.count("force") == 0 && body["spec"].contains("replicas")) {
+      return deployapps::testing::json_reply(
+          409, deployapps::testing::status_body(
+                   409, "Conflict", "Apply failed with 1 conflict",
+                   json::array({{{"reason", "FieldManagerConflict"},
+                                 {"message",
+                                  "conflict with \"kube-controller-manager\" using "
+                                  "apps/v1"},
+                                 {"field", ".spec.replicas"}}})));
+    }
+    body["metadata"]["resourceVersion"] = "900";
+    return deployapps::testing::json_reply(200, body);
+  });
+  plan[5].object["spec"]["template"]["metadata"]["labels"]["release"] = "two";
+  const auto result = applier.apply(plan, Deadline::after(30s));
+  std::optional<json> applied;
+  for (const auto& request : api.requests()) {
+    if (request.method == "PATCH" && request.path == path && request.query.count("dryRun") == 0) {
+      applied = json::parse(request.body);
+    }
+  }
+  REQUIRE(applied);
+  CHECK_FALSE((*applied)["spec"].contains("replicas"));  // not taken back from the HPA
+  CHECK((*applied)["spec"]["template"]["metadata"]["labels"]["release"] == "two");
+  bool noted = false;
+  for (const auto& note : result.notes) {
+    noted = noted || note.find("spec.replicas is managed by \"kube-controller-manager\"") !=
+                         std::string::npos;
+  }
+  CHECK(noted);
+}
+
+TEST_CASE("a conflict on other fields is forced, as kubectl --force-conflicts", "[apply]") {
+  deployapps::ApiError replicas_only(
+      "conflict", 409, "Conflict",
+      {{"FieldManagerConflict", "conflict with \"hpa\" using apps/v1", ".spec.replicas"}});
+  CHECK(deployapps::replicas_owner_in_conflict(replicas_only) == "hpa");
+  deployapps::ApiError also_image(
+      "conflict", 409, "Conflict",
+      {{"FieldManagerConflict", "conflict with \"hpa\"", ".spec.replicas"},
+       {"FieldManagerConflict", "conflict with \"kubectl-edit\"",
+        ".spec.template.spec.containers[name=\"go-app\"].image"}});
+  CHECK(deployapps::replicas_owner_in_conflict(also_image).empty());
+  CHECK(deployapps::replicas_owner_in_conflict(deployapps::ApiError("invalid", 422, "Invalid", {}))
+            .empty());
 }
