@@ -3,8 +3,8 @@
 # local cluster, whichever provider. Source it after scripts/lib/common.sh and scripts/lib/e2e.sh.
 #
 # Every scenario is: bring the apps to a known state, put them under the probe's mixed load through
-# their Service and through the ingress (and, in scenario 1, through the Gateway API: Gateway
-# traefik/traefik -> the app's HTTPRoute -> its Service), make one change with the deployer,
+# their Service and through the ingress (and, in scenarios 1 and 5, through the Gateway API:
+# Gateway traefik/traefik -> the app's HTTPRoute -> its Service), make one change with the deployer,
 # observe it with kubectl, and let tests/e2e/verdict.py judge the reports. Each prints its summary
 # and returns non-zero when its expectation does not hold.
 #
@@ -17,12 +17,13 @@
 #                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
 #                                   rolls back, 0 failures, only the old version ever answers
 #   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
-#   scenario_control APP         5. v1 -> v2 without the safeguards: the probes MUST see failures,
-#                                   and the deployer's in-flight checks must roll back (exit 1)
+#   scenario_control APP         5. v1 -> v2 without the safeguards: the probes (Service, Ingress
+#                                   and Gateway) MUST see failures, and the deployer's in-flight
+#                                   checks must roll back (exit 1)
 
 # 1 while a scenario also sends the edge-of-budget requests (scenario_both_apps).
 E2E_EDGE_REQUESTS=0
-# 1 while a scenario also probes each app through the Gateway (scenario_rollout).
+# 1 while a scenario also probes each app through the Gateway (scenario_rollout, scenario_control).
 E2E_GATEWAY_PATH=0
 
 # What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
@@ -173,8 +174,12 @@ scenario_broken() {
   return "${rc}"
 }
 
+# Also probes the Gateway path: a control that the Gateway probe would pass proves nothing for it.
 scenario_control() {
-  local app="$1"
+  local app="$1" rc=0
   e2e_prepare v1 unsafe "${app}"
-  e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}"
+  E2E_GATEWAY_PATH=1
+  e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}" || rc=$?
+  E2E_GATEWAY_PATH=0
+  return "${rc}"
 }
