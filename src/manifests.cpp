@@ -388,7 +388,9 @@ bool template_enabled(std::string_view text, const nlohmann::json& values,
       break;  // only the comment block before the first document line counts
     }
     const auto comment = line.substr(first);
-    if (comment.find("render-if") == std::string::npos) {
+    // A directive is a comment that starts with "render-if"; prose may mention the word.
+    const auto words = comment.find_first_not_of("# \t");
+    if (words == std::string::npos || !comment.substr(words).starts_with("render-if")) {
       continue;
     }
     std::smatch match;

@@ -394,7 +394,7 @@ TEST_CASE("render-if: a template is rendered only when a value is one of the nam
     repo.dir().write("manifests/templates/extra.yaml", header + config_map);
   };
   SECTION("listed names, spaces and a leading comment") {
-    with_extra("# An extra object.\n\n#   render-if:   replicas in [2,3]\n");
+    with_extra("# An extra object, see render-if below.\n\n#   render-if:   replicas in [2,3]\n");
     CHECK(has_kind(render_app(repository, request_for("go-app")), "ConfigMap"));
     auto request = request_for("go-app");
     request.overrides.push_back(deployapps::parse_value_override("replicas=4"));
