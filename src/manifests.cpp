@@ -373,7 +373,7 @@ void validate_values(const nlohmann::json& values) {
 bool template_enabled(std::string_view text, const nlohmann::json& values,
                       std::string_view source) {
   static const std::regex directive(
-      "#\\s*render-if:\\s*([A-Za-z0-9_.-]+)\\s+in\\s+\\[([A-Za-z0-9_, .-]*)\\]\\s*");
+      R"(#\s*render-if:\s*([A-Za-z0-9_.-]+)\s+in\s+\[([A-Za-z0-9_, .-]*)\]\s*)");
   bool enabled = true;
   std::istringstream lines{std::string(text)};
   for (std::string line; std::getline(lines, line);) {
@@ -397,7 +397,7 @@ bool template_enabled(std::string_view text, const nlohmann::json& values,
     if (!std::regex_match(comment, match, directive) ||
         !std::regex_match(match[1].str(), placeholder_path_pattern())) {
       throw RenderError(
-          fmt::format("{}: malformed \"{}\"; write \"# render-if: path.to.value in [name, other]\"",
+          fmt::format(R"({}: malformed "{}"; write "# render-if: path.to.value in [name, other]")",
                       source, comment));
     }
     const auto path = match[1].str();
