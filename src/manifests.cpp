@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -348,6 +349,77 @@ void validate_values(const nlohmann::json& values) {
     throw RenderError(
         fmt::format("replicas must be at least 2 (got {})", require_int(values, "replicas")));
   }
+  // The templates' render-if lines choose the routes from routing.kind; a misspelt kind would
+  // silently leave the app without any route.
+  if (const auto* kind = lookup(values, "routing.kind"); kind != nullptr) {
+    static constexpr std::array<std::string_view, 3> kKinds = {"ingress", "gateway", "both"};
+    if (!kind->is_string() || std::ranges::find(kKinds, kind->get<std::string>()) == kKinds.end()) {
+      throw RenderError(fmt::format("value routing.kind must be {} (got {})",
+                                    fmt::join(kKinds, ", "), kind->dump()));
+    }
+    // Both routes claim a host on the same controller: one host would be routed two ways.
+    if (kind->get<std::string>() == "both" &&
+        require_string(values, "gateway.host") == require_string(values, "ingress.host")) {
+      throw RenderError(fmt::format(
+          "routing.kind both needs gateway.host to differ from ingress.host (both are \"{}\"): "
+          "the Ingress and the HTTPRoute would claim the same host",
+          require_string(values, "ingress.host")));
+    }
+  }
+}
+
+// A template file may start with comment lines "# render-if: PATH in [A, B]": it is rendered only
+// when the value at PATH is one of the listed names. Returns whether `text` is to be rendered.
+bool template_enabled(std::string_view text, const nlohmann::json& values,
+                      std::string_view source) {
+  static const std::regex directive(
+      R"(#\s*render-if:\s*([A-Za-z0-9_.-]+)\s+in\s+\[([A-Za-z0-9_, .-]*)\]\s*)");
+  bool enabled = true;
+  std::istringstream lines{std::string(text)};
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+    }
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos) {
+      continue;
+    }
+    if (line[first] != '#') {
+      break;  // only the comment block before the first document line counts
+    }
+    const auto comment = line.substr(first);
+    // A directive is a comment that starts with "render-if"; prose may mention the word.
+    const auto words = comment.find_first_not_of("# \t");
+    if (words == std::string::npos || !comment.substr(words).starts_with("render-if")) {
+      continue;
+    }
+    std::smatch match;
+    if (!std::regex_match(comment, match, directive) ||
+        !std::regex_match(match[1].str(), placeholder_path_pattern())) {
+      throw RenderError(
+          fmt::format(R"({}: malformed "{}"; write "# render-if: path.to.value in [name, other]")",
+                      source, comment));
+    }
+    const auto path = match[1].str();
+    const auto* value = lookup(values, path);
+    if (value == nullptr || !value->is_primitive() || value->is_null()) {
+      throw RenderError(fmt::format("{}: render-if needs {} to be set to a name (got {})", source,
+                                    path, value == nullptr ? "nothing" : value->dump()));
+    }
+    const auto actual = value->is_string() ? value->get<std::string>() : value->dump();
+    std::vector<std::string> names;
+    std::istringstream list(match[2].str());
+    for (std::string name; std::getline(list, name, ',');) {
+      const auto begin = name.find_first_not_of(' ');
+      const auto end = name.find_last_not_of(' ');
+      if (begin == std::string::npos) {
+        throw RenderError(fmt::format("{}: empty name in \"{}\"", source, comment));
+      }
+      names.push_back(name.substr(begin, end - begin + 1));
+    }
+    enabled = enabled && std::ranges::find(names, actual) != names.end();
+  }
+  return enabled;
 }
 
 // Adds the app.kubernetes.io/* labels to an object and to its pod template; labels written in the
@@ -522,7 +594,12 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
   }
   for (const auto& file : files) {
     const auto source = file.lexically_relative(repository.root()).string();
-    for (auto& object : render_template_text(read_file(file), values, source)) {
+    const auto text = read_file(file);
+    if (!template_enabled(text, values, source)) {
+      spdlog::debug("{}: not rendered (its render-if does not hold)", source);
+      continue;
+    }
+    for (auto& object : render_template_text(text, values, source)) {
       if (!object.is_object() || !object.value("apiVersion", nlohmann::json()).is_string() ||
           !object.value("kind", nlohmann::json()).is_string() || !object.contains("metadata") ||
           !object["metadata"].value("name", nlohmann::json()).is_string()) {
@@ -546,7 +623,7 @@ RenderedApp render_app(const Repository& repository, const RenderRequest& reques
 int apply_rank(std::string_view kind) noexcept {
   // Dependencies first: the namespace, then what pods use, then workloads, then their routes
   // (the order Helm installs in).
-  static constexpr std::array<std::string_view, 25> kOrder = {"Namespace",
+  static constexpr std::array<std::string_view, 26> kOrder = {"Namespace",
                                                               "NetworkPolicy",
                                                               "ResourceQuota",
                                                               "LimitRange",
@@ -570,7 +647,8 @@ int apply_rank(std::string_view kind) noexcept {
                                                               "StatefulSet",
                                                               "Job",
                                                               "CronJob",
-                                                              "Ingress"};
+                                                              "Ingress",
+                                                              "HTTPRoute"};
   return static_cast<int>(std::ranges::find(kOrder, kind) - kOrder.begin());
 }
 

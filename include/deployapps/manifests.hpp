@@ -13,6 +13,12 @@
 // Templates are YAML. A scalar that is exactly "${path}" and unquoted becomes the value at that
 // dotted path with its type (number, map, list...); any other "${path}" is interpolated into a
 // string, so quote a placeholder to get a string. "$${" writes a literal "${".
+//
+// A template file is rendered only when the comment lines it starts with allow it: a line
+// "# render-if: routing.kind in [gateway, both]" renders the file only when that value is one of
+// the names listed (a file's every render-if must hold). A malformed render-if line, or one whose
+// value is unset or not a scalar, is a RenderError. routing.kind itself must be ingress, gateway
+// or both, so a misspelt kind cannot leave an app without a route.
 #pragma once
 
 #include <filesystem>

@@ -75,11 +75,17 @@ EOF
   "${KIND}" get kubeconfig --name "${KIND_CLUSTER_NAME}" >"${KIND_KUBECONFIG}"
   kind_kubectl config rename-context "kind-${KIND_CLUSTER_NAME}" "${KIND_CONTEXT}" >/dev/null
   chmod 600 "${KIND_KUBECONFIG}"
+  install_gateway_api kind_kubectl
   # The same manifest as natively, with the public image and all-interface binds (kind forwards
   # to the node's own address, not its loopback).
   ingress_manifest "traefik:${TRAEFIK_VERSION}" | sed -e 's|=127\.0\.0\.1:80|=:80|' \
     | kind_kubectl apply -f - >/dev/null
   kind_kubectl -n traefik rollout status deployment/traefik --timeout=180s
+  local deadline=$((SECONDS + 60))
+  until gateway_programmed kind_kubectl; do
+    ((SECONDS < deadline)) || die "Traefik did not program the Gateway traefik/traefik in 60s"
+    sleep 1
+  done
   kind_kubectl -n default wait --for=create serviceaccount/default --timeout=60s >/dev/null
   kind_route_services
   log "kind cluster up; kubeconfig: ${KIND_KUBECONFIG} (context ${KIND_CONTEXT})"
@@ -139,6 +145,10 @@ kind_status() {
   }
   kind_kubectl get nodes -o wide || return 1
   kind_kubectl -n traefik get pods -o wide || return 1
+  gateway_programmed kind_kubectl || {
+    log "gateway: traefik/traefik is NOT programmed"
+    return 1
+  }
   if [[ -f "${KIND_ROUTE_FILE}" ]]; then
     log "Service ClusterIPs: routed via the node ($(ip route show "${KIND_SERVICE_SUBNET}" 2>/dev/null))"
   else

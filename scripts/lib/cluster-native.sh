@@ -15,7 +15,7 @@
 #   kube-apiserver 0.0.0.0:6443            kube-controller-manager 10257, kube-scheduler 10259
 #   kubelet 10250, healthz 10248           kube-proxy metrics 10249, healthz 10256
 #   containerd: CLUSTER_DIR/containerd/containerd.sock (separate from dockerd's containerd)
-#   Traefik (in-cluster, hostNetwork): web 8088, ping/metrics 8089
+#   Traefik (in-cluster, hostNetwork): web 8088 (Ingresses and the Gateway), ping/metrics 8089
 # Node "127.0.0.1" (so apiserver→kubelet stays on loopback); no cluster DNS.
 # Networks: pods 10.88.0.0/16 on bridge cni0, Services 10.96.0.0/16 (kube-proxy, iptables mode).
 # Outside CLUSTER_DIR: /var/log/containers and /run/containerd (removed by "down" when "up" created
@@ -683,8 +683,10 @@ native_up() {
   wait_for "node ${NODE_NAME} Ready" 180 kubelet node_ready
   wait_for "serviceaccount/default" 120 kube-controller-manager \
     kubectl_local -n default get serviceaccount default
+  timed "installing the Gateway API CRDs" install_gateway_api kubectl_local
   timed "deploying Traefik" deploy_ingress "${traefik_pinned}"
   wait_for "ingress on http://${INGRESS_ADDRESS}" 60 "" ingress_answers
+  wait_for "Gateway traefik/traefik programmed" 60 "" gateway_programmed kubectl_local
   log "cluster up in $((SECONDS - start))s; kubeconfig: ${CLUSTER_KUBECONFIG} (context ${CLUSTER_CONTEXT})"
 }
 
@@ -829,6 +831,12 @@ native_status() {
     printf 'ingress: http://%s answers\n' "${INGRESS_ADDRESS}"
   else
     printf 'ingress: http://%s does NOT answer\n' "${INGRESS_ADDRESS}"
+    rc=1
+  fi
+  if gateway_programmed kubectl_local; then
+    printf 'gateway: traefik/traefik programmed (listener web, http://%s)\n' "${INGRESS_ADDRESS}"
+  else
+    printf 'gateway: traefik/traefik is NOT programmed\n'
     rc=1
   fi
   return "${rc}"

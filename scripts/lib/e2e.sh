@@ -36,6 +36,14 @@ readonly E2E_UNSAFE_SETTINGS=(
   --set rollout.maxUnavailable=1
   --set shutdown.appShutdownTimeoutSeconds=5
 )
+# Every deploy routes each app both ways (routing.kind in manifests/values.yaml): the Ingress on
+# <app>.localhost and a Gateway API HTTPRoute on Gateway traefik/traefik at <app>.gateway.localhost,
+# so a scenario can probe the Gateway path beside the Ingress path (E2E_GATEWAY_PATH).
+# shellcheck disable=SC2016 # ${app} is a placeholder for deploy-apps, not for the shell
+readonly E2E_ROUTING_SETTINGS=(
+  --set routing.kind=both
+  --set 'gateway.host=${app}.gateway.localhost'
+)
 # The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
 readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
 
@@ -133,7 +141,8 @@ e2e_deploy() {
   shift 2
   local kubeconfig
   kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
-  local args=(--kubeconfig "${kubeconfig}" --no-build --tag "$(e2e_version "${version}")")
+  local args=(--kubeconfig "${kubeconfig}" --no-build --tag "$(e2e_version "${version}")"
+    "${E2E_ROUTING_SETTINGS[@]}")
   [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
   [[ -n "${E2E_FAULT}" ]] && args+=(--set "fault=${E2E_FAULT}")
   [[ -n "${E2E_DIGEST}" ]] && args+=(--digest "${E2E_DIGEST}")
@@ -191,6 +200,24 @@ e2e_require_own_ingress_host() {
     '$1 != app { for (i = 2; i <= NF; i++) if ($i == host) print $1 }' <<<"${claims}")"
   [[ -z "${others}" ]] || die "${app}.localhost is also routed by Ingresses in namespace(s): \
 $(tr '\n' ' ' <<<"${others}")- remove them (or give them another host) before the e2e gate"
+}
+
+# Prints the host of an app's HTTPRoute (E2E_ROUTING_SETTINGS). Arguments: app.
+e2e_gateway_host() {
+  printf '%s.gateway.localhost\n' "$1"
+}
+
+# Fails when an HTTPRoute in another namespace claims the app's Gateway host, for the same reason
+# as e2e_require_own_ingress_host. Arguments: app.
+e2e_require_own_gateway_host() {
+  local app="$1" claims others
+  claims="$(e2e_kubectl get httproutes --all-namespaces \
+    -o 'jsonpath={range .items[*]}{.metadata.namespace}{" "}{.spec.hostnames[*]}{"\n"}{end}')" \
+    || die "cannot list HTTPRoutes (are the Gateway API CRDs installed? scripts/cluster up)"
+  others="$(awk -v app="${app}" -v host="$(e2e_gateway_host "${app}")" \
+    '$1 != app { for (i = 2; i <= NF; i++) if ($i == host) print $1 }' <<<"${claims}")"
+  [[ -z "${others}" ]] || die "$(e2e_gateway_host "${app}") is also routed by HTTPRoutes in \
+namespace(s): $(tr '\n' ' ' <<<"${others}")- remove them before the e2e gate"
 }
 
 # Records a moment of the scenario. Arguments: marks file, name.

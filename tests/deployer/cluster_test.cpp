@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 #include <thread>
@@ -116,6 +117,11 @@ TEST_CASE("discovery on a real cluster", "[integration]") {
         "networkpolicies");
   CHECK(discovery.resolve("policy/v1", "PodDisruptionBudget", Deadline::after(30s)).plural ==
         "poddisruptionbudgets");
+  // The Gateway API's CRDs (scripts/cluster installs them).
+  const auto route =
+      discovery.resolve("gateway.networking.k8s.io/v1", "HTTPRoute", Deadline::after(30s));
+  CHECK(route.plural == "httproutes");
+  CHECK(route.namespaced);
   CHECK_THROWS_AS(discovery.resolve("apps/v1", "NoSuchKind", Deadline::after(30s)),
                   deployapps::UsageError);
 }
@@ -192,4 +198,73 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
   CHECK(typo.code == 1);
   CHECK_THAT(typo.err, Catch::Contains("minReadySecond"));
   CHECK(deployment_generation(api, "go-app") == go_generation);
+}
+
+namespace {
+
+// The objects of one app in a -o json report, as "display operation" lines.
+std::vector<std::string> reported(const std::string& out) {
+  std::vector<std::string> lines;
+  const auto report = json::parse(out);
+  for (const auto& app : report["apps"]) {
+    for (const auto& object : app["objects"]) {
+      lines.push_back(object["kind"].get<std::string>() + "/" + object["name"].get<std::string>() +
+                      " " + object["operation"].get<std::string>());
+    }
+  }
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("an HTTPRoute is applied, validated by the server and reported like the rest",
+          "[integration]") {
+  const NamespaceCleanup cleanup;
+  const FixtureRepo repo;
+  auto api = client();
+  const std::string gateway = "routing.kind=gateway";
+  const auto route_path = "/apis/gateway.networking.k8s.io/v1/namespaces/" +
+                          std::string(kNamespace) + "/httproutes/go-app";
+
+  const auto first = deploy(repo, {"--set", gateway, "-o", "json", "go-app"});
+  INFO(first.err);
+  REQUIRE(first.code == 0);
+  const auto created = reported(first.out);
+  CHECK(std::count(created.begin(), created.end(), "HTTPRoute/go-app created") == 1);
+  CHECK(std::none_of(created.begin(), created.end(),
+                     [](const auto& line) { return line.starts_with("Ingress/"); }));
+  const auto route = api.get(route_path, Deadline::after(30s));
+  CHECK(route["spec"]["parentRefs"][0]["name"] == "traefik");
+  CHECK(route["spec"]["hostnames"] == json::array({"go-app.localhost"}));
+  CHECK_FALSE(api.get_if_exists("/apis/networking.k8s.io/v1/namespaces/" + std::string(kNamespace) +
+                                    "/ingresses/go-app",
+                                Deadline::after(30s))
+                  .has_value());
+
+  // The server dry run validates it (it exists now, so "configured") and lists it.
+  const auto dry = deploy(repo, {"--set", gateway, "--server-dry-run", "-o", "json", "go-app"});
+  INFO(dry.err);
+  REQUIRE(dry.code == 0);
+  const auto validated = reported(dry.out);
+  CHECK(std::count(validated.begin(), validated.end(), "HTTPRoute/go-app configured") == 1);
+
+  // Re-applied unchanged, although the Gateway controller writes the route's status meanwhile.
+  const auto again = deploy(repo, {"--set", gateway, "-o", "json", "go-app"});
+  INFO(again.err);
+  REQUIRE(again.code == 0);
+  const auto unchanged = reported(again.out);
+  CHECK(std::count(unchanged.begin(), unchanged.end(), "HTTPRoute/go-app unchanged") == 1);
+  CHECK(unchanged.size() == 7);  // the namespace and six objects of go-app, none of them changed
+  CHECK(std::all_of(unchanged.begin(), unchanged.end(),
+                    [](const auto& line) { return line.ends_with(" unchanged"); }));
+
+  // Strict field validation reaches into the CRD's schema: a typo fails the dry run.
+  const auto template_path = repo.root() / "manifests/templates/httproute.yaml";
+  auto text = deployapps::testing::read_file(template_path);
+  REQUIRE(text.find("hostnames:") != std::string::npos);
+  text.replace(text.find("hostnames:"), 10, "hostname:");
+  repo.dir().write("manifests/templates/httproute.yaml", text);
+  const auto typo = deploy(repo, {"--set", gateway, "--server-dry-run", "go-app"});
+  CHECK(typo.code == 1);
+  CHECK_THAT(typo.err, Catch::Contains("hostname") && Catch::Contains("httproute"));
 }

@@ -3,12 +3,13 @@
 # local cluster, whichever provider. Source it after scripts/lib/common.sh and scripts/lib/e2e.sh.
 #
 # Every scenario is: bring the apps to a known state, put them under the probe's mixed load through
-# their Service and through the ingress, make one change with the deployer, observe it with
-# kubectl, and let tests/e2e/verdict.py judge the reports. Each prints its summary and returns
-# non-zero when its expectation does not hold.
+# their Service and through the ingress (and, in scenarios 1 and 5, through the Gateway API:
+# Gateway traefik/traefik -> the app's HTTPRoute -> its Service), make one change with the deployer,
+# observe it with kubectl, and let tests/e2e/verdict.py judge the reports. Each prints its summary
+# and returns non-zero when its expectation does not hold.
 #
-#   scenario_rollout APP         1. v1 -> v2 under load: 0 failures, long-lived requests finish on
-#                                   v1, old pods exit 0, then v2 only
+#   scenario_rollout APP         1. v1 -> v2 under load on all three paths: 0 failures, long-lived
+#                                   requests finish on v1, old pods exit 0, then v2 only
 #   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load,
 #                                   plus a 120 s stream and a 60 s request per app and path
 #                                   started just before it: each completes on v2
@@ -16,11 +17,14 @@
 #                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
 #                                   rolls back, 0 failures, only the old version ever answers
 #   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
-#   scenario_control APP         5. v1 -> v2 without the safeguards: the probes MUST see failures,
-#                                   and the deployer's in-flight checks must roll back (exit 1)
+#   scenario_control APP         5. v1 -> v2 without the safeguards: the probes (Service, Ingress
+#                                   and Gateway) MUST see failures, and the deployer's in-flight
+#                                   checks must roll back (exit 1)
 
 # 1 while a scenario also sends the edge-of-budget requests (scenario_both_apps).
 E2E_EDGE_REQUESTS=0
+# 1 while a scenario also probes each app through the Gateway (scenario_rollout, scenario_control).
+E2E_GATEWAY_PATH=0
 
 # What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
 declare -A E2E_DEPLOYED=()
@@ -66,6 +70,12 @@ e2e_change_under_load() {
     e2e_start_probe "${dir}/ingress-${app}" "${E2E_INGRESS_URL}" "${app}.localhost"
     verdict_args+=(--probe "service-${app}=${dir}/service-${app}.json"
       --probe "ingress-${app}=${dir}/ingress-${app}.json" --pods "${app}=${dir}/pods-${app}")
+    if ((E2E_GATEWAY_PATH)); then
+      e2e_require_own_gateway_host "${app}"
+      e2e_wait_answers "${E2E_INGRESS_URL}" "$(e2e_gateway_host "${app}")"
+      e2e_start_probe "${dir}/gateway-${app}" "${E2E_INGRESS_URL}" "$(e2e_gateway_host "${app}")"
+      verdict_args+=(--probe "gateway-${app}=${dir}/gateway-${app}.json")
+    fi
   done
   sleep "${E2E_STEADY_SECONDS}"
   if ((E2E_EDGE_REQUESTS)); then
@@ -122,10 +132,14 @@ e2e_change_under_load() {
   ((judged == 0 && edges == 0))
 }
 
+# Also probes the Gateway path (Gateway -> HTTPRoute -> Service) beside the other two.
 scenario_rollout() {
-  local app="$1"
+  local app="$1" rc=0
   e2e_prepare v1 safe "${app}"
-  e2e_change_under_load "rollout-${app}" zero-downtime v1 v2 safe "${app}"
+  E2E_GATEWAY_PATH=1
+  e2e_change_under_load "rollout-${app}" zero-downtime v1 v2 safe "${app}" || rc=$?
+  E2E_GATEWAY_PATH=0
+  return "${rc}"
 }
 
 # Also sends the edge-of-budget requests (the longest stream and sleep the contract allows),
@@ -160,8 +174,12 @@ scenario_broken() {
   return "${rc}"
 }
 
+# Also probes the Gateway path: a control that the Gateway probe would pass proves nothing for it.
 scenario_control() {
-  local app="$1"
+  local app="$1" rc=0
   e2e_prepare v1 unsafe "${app}"
-  e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}"
+  E2E_GATEWAY_PATH=1
+  e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}" || rc=$?
+  E2E_GATEWAY_PATH=0
+  return "${rc}"
 }

@@ -285,7 +285,8 @@ TEST_CASE("apply order puts dependencies first", "[manifests]") {
   CHECK(deployapps::apply_rank("ServiceAccount") < deployapps::apply_rank("Deployment"));
   CHECK(deployapps::apply_rank("Service") < deployapps::apply_rank("Deployment"));
   CHECK(deployapps::apply_rank("Deployment") < deployapps::apply_rank("Ingress"));
-  CHECK(deployapps::apply_rank("Ingress") < deployapps::apply_rank("SomethingUnknown"));
+  CHECK(deployapps::apply_rank("Ingress") < deployapps::apply_rank("HTTPRoute"));
+  CHECK(deployapps::apply_rank("HTTPRoute") < deployapps::apply_rank("SomethingUnknown"));
 }
 
 TEST_CASE("a third app needs only a folder and a values file", "[manifests]") {
@@ -297,4 +298,140 @@ TEST_CASE("a third app needs only a folder and a values file", "[manifests]") {
   const auto rendered = render_app(repository, request_for("third-app"));
   CHECK(object_of_kind(rendered, "Deployment")["spec"]["replicas"] == 3);
   CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "third-app.localhost");
+}
+
+namespace {
+
+bool has_kind(const RenderedApp& rendered, const std::string& kind) {
+  return std::any_of(rendered.objects.begin(), rendered.objects.end(),
+                     [&](const auto& o) { return o.object["kind"] == kind; });
+}
+
+RenderRequest routed(const std::string& app, const std::string& kind) {
+  auto request = request_for(app);
+  request.overrides.push_back(deployapps::parse_value_override("routing.kind=" + kind));
+  return request;
+}
+
+}  // namespace
+
+TEST_CASE("routing.kind picks the Ingress, a Gateway API HTTPRoute, or both", "[manifests]") {
+  const FixtureRepo repo;
+  const Repository repository(repo.root());
+  SECTION("the default is the Ingress alone") {
+    const auto rendered = render_app(repository, request_for("go-app"));
+    CHECK(has_kind(rendered, "Ingress"));
+    CHECK_FALSE(has_kind(rendered, "HTTPRoute"));
+  }
+  SECTION("gateway: an HTTPRoute on the local Gateway, and no Ingress") {
+    const auto rendered = render_app(repository, routed("node-app", "gateway"));
+    CHECK_FALSE(has_kind(rendered, "Ingress"));
+    const auto& route = object_of_kind(rendered, "HTTPRoute");
+    CHECK(route["apiVersion"] == "gateway.networking.k8s.io/v1");
+    CHECK(route["metadata"]["namespace"] == "node-app");
+    CHECK(route["metadata"]["labels"]["app.kubernetes.io/name"] == "node-app");
+    CHECK(route["spec"]["parentRefs"] == json::array({{{"group", "gateway.networking.k8s.io"},
+                                                       {"kind", "Gateway"},
+                                                       {"name", "traefik"},
+                                                       {"namespace", "traefik"},
+                                                       {"sectionName", "web"}}}));
+    // The same host as the Ingress it replaces, so the deployer's in-flight probe still finds it.
+    CHECK(route["spec"]["hostnames"] == json::array({"node-app.localhost"}));
+    const auto& backend = route["spec"]["rules"][0]["backendRefs"][0];
+    CHECK(backend["kind"] == "Service");
+    CHECK(backend["name"] == "node-app");
+    CHECK(backend["port"] == object_of_kind(rendered, "Service")["spec"]["ports"][0]["port"]);
+    CHECK(route["spec"]["rules"][0]["matches"][0]["path"] ==
+          json{{"type", "PathPrefix"}, {"value", "/"}});
+    // Routes come last: after the Service and the Deployment they send traffic to.
+    CHECK(rendered.objects.back().object["kind"] == "HTTPRoute");
+  }
+  SECTION("both: the Ingress and the HTTPRoute, on hosts of their own") {
+    auto request = routed("go-app", "both");
+    request.overrides.push_back(
+        deployapps::parse_value_override("gateway.host=${app}.gateway.localhost"));
+    const auto rendered = render_app(repository, request);
+    CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "go-app.localhost");
+    CHECK(object_of_kind(rendered, "HTTPRoute")["spec"]["hostnames"] ==
+          json::array({"go-app.gateway.localhost"}));
+  }
+  SECTION("both on one host is refused: one host would be routed two ways") {
+    CHECK_THROWS_WITH(render_app(repository, routed("go-app", "both")),
+                      Catch::Contains("gateway.host to differ from ingress.host") &&
+                          Catch::Contains("go-app.localhost"));
+  }
+  SECTION("a misspelt kind is an error, not an app without a route") {
+    CHECK_THROWS_WITH(render_app(repository, routed("go-app", "gatway")),
+                      Catch::Contains("routing.kind must be ingress, gateway, both") &&
+                          Catch::Contains("\"gatway\""));
+    CHECK_THROWS_WITH(render_app(repository, routed("go-app", "[ingress, gateway]")),
+                      Catch::Contains("routing.kind must be"));
+  }
+  SECTION("production: the Gateway must be named") {
+    auto request = routed("go-app", "gateway");
+    request.environment = Environment::kProduction;
+    request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
+    request.overrides.push_back(deployapps::parse_value_override("ingress.domain=apps.test"));
+    CHECK_THROWS_WITH(render_app(repository, request),
+                      Catch::Contains("gateway.name") && Catch::Contains("required"));
+    request.overrides.push_back(deployapps::parse_value_override("gateway.name=public"));
+    request.overrides.push_back(deployapps::parse_value_override("gateway.namespace=edge"));
+    request.overrides.push_back(deployapps::parse_value_override("gateway.listener=https"));
+    const auto route = object_of_kind(render_app(repository, request), "HTTPRoute");
+    CHECK(route["spec"]["parentRefs"][0]["name"] == "public");
+    CHECK(route["spec"]["parentRefs"][0]["namespace"] == "edge");
+    CHECK(route["spec"]["hostnames"] == json::array({"go-app.apps.test"}));
+  }
+}
+
+TEST_CASE("render-if: a template is rendered only when a value is one of the names listed",
+          "[manifests]") {
+  const FixtureRepo repo;
+  const Repository repository(repo.root());
+  const auto* const config_map =
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: ${namespace}\n";
+  const auto with_extra = [&](const std::string& header) {
+    repo.dir().write("manifests/templates/extra.yaml", header + config_map);
+  };
+  SECTION("listed names, spaces and a leading comment") {
+    with_extra("# An extra object, see render-if below.\n\n#   render-if:   replicas in [2,3]\n");
+    CHECK(has_kind(render_app(repository, request_for("go-app")), "ConfigMap"));
+    auto request = request_for("go-app");
+    request.overrides.push_back(deployapps::parse_value_override("replicas=4"));
+    CHECK_FALSE(has_kind(render_app(repository, request), "ConfigMap"));
+  }
+  SECTION("every render-if must hold") {
+    with_extra("# render-if: routing.kind in [ingress]\n# render-if: replicas in [3]\n");
+    CHECK_FALSE(has_kind(render_app(repository, request_for("go-app")), "ConfigMap"));
+  }
+  SECTION("a skipped template's placeholders need no values") {
+    repo.dir().write("manifests/templates/extra.yaml",
+                     std::string("# render-if: routing.kind in [gateway]\n") + config_map +
+                         "data:\n  a: ${no.such.value}\n");
+    CHECK_FALSE(has_kind(render_app(repository, request_for("go-app")), "ConfigMap"));
+  }
+  SECTION("only the comment block before the first document line counts") {
+    repo.dir().write("manifests/templates/extra.yaml",
+                     "apiVersion: v1\n# render-if: routing.kind in [gateway]\nkind: ConfigMap\n"
+                     "metadata:\n  name: extra\n  namespace: ${namespace}\n");
+    CHECK(has_kind(render_app(repository, request_for("go-app")), "ConfigMap"));
+  }
+  SECTION("a malformed line is an error naming the file") {
+    with_extra("# render-if: routing.kind == gateway\n");
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")),
+                      Catch::Contains("manifests/templates/extra.yaml") &&
+                          Catch::Contains("malformed") &&
+                          Catch::Contains("render-if: path.to.value in [name, other]"));
+    with_extra("# render-if: routing.kind in [gateway,,both]\n");
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")), Catch::Contains("empty name"));
+  }
+  SECTION("an unset value, or a map, is an error") {
+    with_extra("# render-if: no.such.value in [a]\n");
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")),
+                      Catch::Contains("manifests/templates/extra.yaml") &&
+                          Catch::Contains("no.such.value to be set"));
+    with_extra("# render-if: resources in [a]\n");
+    CHECK_THROWS_WITH(render_app(repository, request_for("go-app")),
+                      Catch::Contains("resources to be set to a name"));
+  }
 }
