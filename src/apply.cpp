@@ -203,6 +203,7 @@ ApplyResult Applier::apply(const std::vector<PlannedObject>& plan, Deadline dead
       }
     }
     std::vector<PlannedObject*> phase;
+    phase.reserve(phase_objects.size());
     for (auto& object : phase_objects) {
       phase.push_back(&object);
     }
