@@ -312,9 +312,7 @@ class AppRollout::Impl {
     if (!settings_.wait) {
       apply(client_);
       report_.result = RolloutResult::kApplied;
-      report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
-      report_.api_requests = client_.requests_sent();
-      return report_;
+      return finished(started);
     }
     const auto before = client_.get_if_exists(deployment_path_, deadline);
     if (before) {
@@ -342,9 +340,7 @@ class AppRollout::Impl {
             report_.old_version.empty() ? std::string("-") : report_.old_version, probe_failure_);
         report_.state_left = "nothing was applied";
         console_.line(target_.app, "FAILED: " + report_.failure);
-        report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
-        report_.api_requests = client_.requests_sent();
-        return report_;
+        return finished(started);
       }
     } else if (template_changes && settings_.probe) {
       console_.line(target_.app, "in-flight checks skipped: no version serves yet");
@@ -354,9 +350,7 @@ class AppRollout::Impl {
       report_.result = RolloutResult::kInterrupted;
       report_.failure = "Ctrl-C before applying";
       report_.state_left = "nothing was applied";
-      report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
-      report_.api_requests = client_.requests_sent();
-      return report_;
+      return finished(started);
     }
     // Immutable, and known before anything is listed: a rollback must find its ReplicaSets
     // even when listing them failed.
@@ -374,9 +368,7 @@ class AppRollout::Impl {
       fail_after_apply(
           fmt::format("the apply failed after the Deployment changed: {}", error.what()));
       stop_watches();
-      report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
-      report_.api_requests = client_.requests_sent() + watch_requests_;
-      return report_;
+      return finished(started);
     }
     applied_at_ = std::chrono::system_clock::now();
     try {
@@ -388,9 +380,7 @@ class AppRollout::Impl {
     for (const auto& [name, exit] : old_pods_) {
       report_.old_pods.push_back(exit);
     }
-    report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
-    report_.api_requests = client_.requests_sent() + watch_requests_;
-    return report_;
+    return finished(started);
   }
 
  private:
@@ -406,6 +396,13 @@ class AppRollout::Impl {
     return !templates_equal_ignoring_hash(
         dry.value("spec", json::object()).value("template", json::object()),
         live->value("spec", json::object()).value("template", json::object()));
+  }
+
+  // The report, with the run's duration and every API request it sent, watches included.
+  RolloutReport finished(Clock::time_point started) {
+    report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
+    report_.api_requests = client_.requests_sent() + watch_requests_;
+    return report_;
   }
 
   // Whether the live Deployment's template is no longer the pre-apply one. Unknown (the API

@@ -390,28 +390,42 @@ TEST_CASE("an exec credential plugin runs once for a two-app deploy", "[cli][exe
   CHECK(std::count(text.begin(), text.end(), '\n') == 1);
 }
 
-TEST_CASE("a running version that already fails the probe is not deployed over", "[cli][probe]") {
-  const FixtureRepo repo;
+namespace {
+
+// A fake API that already holds v1 of go-app (applied, not followed), for tests of the next
+// deploy over it.
+struct FakeWithV1 {
+  explicit FakeWithV1(const FixtureRepo& repo, char digest_fill)
+      : environment{{"KUBECONFIG", api.write_kubeconfig(dir).string()}},
+        digest("sha256:" + std::string(64, digest_fill)) {
+    REQUIRE(run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo, environment)
+                .code == 0);
+  }
   FakeApiServer api;
   TempDir dir;
-  const std::map<std::string, std::string> environment{
-      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
-  const std::string digest = "sha256:" + std::string(64, 'e');
-  REQUIRE(
-      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo, environment).code ==
-      0);
+  std::map<std::string, std::string> environment;
+  std::string digest;
+  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
+};
+
+}  // namespace
+
+TEST_CASE("a running version that already fails the probe is not deployed over", "[cli][probe]") {
+  const FixtureRepo repo;
+  FakeWithV1 fake(repo, 'e');
+  auto& api = fake.api;
+  const auto& path = fake.path;
   // v1 serves (one available replica), so the in-flight checks run; but nothing listens at the
   // probe's URL, so every request fails before v2 is applied.
-  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
   auto live = api.stored(path).value();
   live["status"] = {{"observedGeneration", 1}, {"replicas", 2}, {"availableReplicas", 2}};
   api.override_path("GET", path, [live](const deployapps::testing::ReceivedRequest&) {
     return deployapps::testing::json_reply(200, live);
   });
   const auto before = api.requests().size();
-  const auto result =
-      run_cli({"--tag", "v2", "--digest", digest, "--probe-url", "http://127.0.0.1:1/", "go-app"},
-              repo, environment);
+  const auto result = run_cli(
+      {"--tag", "v2", "--digest", fake.digest, "--probe-url", "http://127.0.0.1:1/", "go-app"},
+      repo, fake.environment);
   CAPTURE(result.out, result.err);
   CHECK(result.code == 1);
   CHECK_THAT(result.out, Catch::Contains("already fails requests, before anything was applied") &&
@@ -434,24 +448,17 @@ TEST_CASE("a running version that already fails the probe is not deployed over",
 TEST_CASE("an error after the Deployment was applied is a failed rollout and is rolled back",
           "[cli][rollback]") {
   const FixtureRepo repo;
-  FakeApiServer api;
-  TempDir dir;
-  const std::map<std::string, std::string> environment{
-      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
-  const std::string digest = "sha256:" + std::string(64, 'f');
-  REQUIRE(
-      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "go-app"}, repo, environment).code ==
-      0);
-  const std::string path = "/apis/apps/v1/namespaces/go-app/deployments/go-app";
+  FakeWithV1 fake(repo, 'f');
   // v2 applies, then following it fails: this fake cannot list Deployments (404), as an API
   // that breaks after the apply would.
-  const auto result =
-      run_cli({"--tag", "v2", "--digest", digest, "--no-verify", "go-app"}, repo, environment);
+  const auto result = run_cli({"--tag", "v2", "--digest", fake.digest, "--no-verify", "go-app"},
+                              repo, fake.environment);
   CAPTURE(result.out, result.err);
   CHECK(result.code == 1);
   CHECK_THAT(result.out, Catch::Contains("following the rollout failed") &&
                              Catch::Contains("rolled back to the pre-apply pod template (version "
                                              "v1)"));
   // The pre-apply template is back, not v2 left rolling out unwatched.
-  CHECK(deployapps::template_version(api.stored(path).value()["spec"]["template"]) == "v1");
+  CHECK(deployapps::template_version(fake.api.stored(fake.path).value()["spec"]["template"]) ==
+        "v1");
 }
