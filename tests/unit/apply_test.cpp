@@ -2,6 +2,7 @@
 
 #include "deployapps/apply.hpp"
 #include "deployapps/errors.hpp"
+#include "deployapps/object_snapshot.hpp"
 #include "support/fake_api.hpp"
 #include "support/temp_dir.hpp"
 
@@ -210,4 +211,35 @@ TEST_CASE("a conflict on other fields is forced, as kubectl --force-conflicts", 
   CHECK(deployapps::replicas_owner_in_conflict(also_image).empty());
   CHECK(deployapps::replicas_owner_in_conflict(deployapps::ApiError("invalid", 422, "Invalid", {}))
             .empty());
+}
+
+TEST_CASE("objects compare by what they declare and not by what the server keeps", "[apply]") {
+  using deployapps::same_object_ignoring_server_fields;
+  const nlohmann::json live = {
+      {"apiVersion", "v1"},
+      {"kind", "Service"},
+      {"metadata",
+       {{"name", "go-app"},
+        {"namespace", "go-app"},
+        {"resourceVersion", "7"},
+        {"uid", "0a"},
+        {"creationTimestamp", "2026-12-05T07:00:00Z"},
+        {"managedFields", nlohmann::json::array({{{"manager", "deploy-apps"}}})},
+        {"labels", {{"app.kubernetes.io/name", "go-app"}}}}},
+      {"spec", {{"clusterIP", "10.0.0.1"}, {"ports", {{{"port", 80}}}}}},
+      {"status", {{"loadBalancer", nlohmann::json::object()}}}};
+  auto dry_run = live;
+  dry_run["metadata"]["resourceVersion"] = "8";
+  dry_run["metadata"]["managedFields"][0]["time"] = "2026-12-05T07:01:00Z";
+  dry_run.erase("status");
+  CHECK(same_object_ignoring_server_fields(live, dry_run));
+  auto annotated = dry_run;
+  annotated["metadata"]["annotations"] = {{"example", "yes"}};
+  CHECK_FALSE(same_object_ignoring_server_fields(live, annotated));
+  auto relabelled = dry_run;
+  relabelled["metadata"]["labels"]["tier"] = "web";
+  CHECK_FALSE(same_object_ignoring_server_fields(live, relabelled));
+  auto moved = dry_run;
+  moved["spec"]["ports"][0]["port"] = 8080;
+  CHECK_FALSE(same_object_ignoring_server_fields(live, moved));
 }
