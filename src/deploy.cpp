@@ -311,7 +311,6 @@ void print_text(const DeployReport& report, std::ostream& out) {
 void DeployCommand::run() {
   timeout_ = parse_duration(options_.timeout);
   cluster_timeout_ = parse_duration(options_.cluster_timeout);
-  budget_ = Budget::starting_now(timeout_);
   prepare();
   if (options_.dry_run) {
     // No cluster is needed, but an explicit --context must still exist.
@@ -541,6 +540,9 @@ void DeployCommand::apply_to_cluster() {
     ensure_local_cluster(options);
   }
   auto target = resolve_target(options);
+  // --timeout starts now: a local cluster start (a cold one builds Kubernetes for half an hour)
+  // had its own budget, --cluster-timeout.
+  budget_ = Budget::starting_now(timeout_);
   // One credential source for every client of this deploy: an exec plugin (EKS, GKE, OIDC) runs
   // once, not once per client and watch.
   target.config.credentials = make_credential_source(target.config);

@@ -223,8 +223,9 @@ TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start o
 namespace {
 
 // A stand-in for scripts/cluster: `status` fails until `up` ran (naming a stopped component),
-// `up` records that it ran, `kubeconfig` prints the path.
-void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path& kubeconfig) {
+// `up` takes `up_seconds` and records that it ran, `kubeconfig` prints the path.
+void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path& kubeconfig,
+                            int up_seconds = 0) {
   repo.dir().write("scripts/cluster",
                    "#!/bin/sh\n"
                    "here=\"$(dirname \"$0\")\"\n"
@@ -232,7 +233,9 @@ void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path
                    "  status) echo \"etcd  running (pid 1)\"\n"
                    "    [ -f \"$here/up-ran\" ] && exit 0\n"
                    "    echo \"kube-scheduler           NOT running\"; exit 1 ;;\n"
-                   "  up) echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
+                   "  up) sleep " +
+                       std::to_string(up_seconds) +
+                       "; echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
                    "  kubeconfig) echo " +
                        kubeconfig.string() +
                        " ;;\n"
@@ -283,6 +286,22 @@ TEST_CASE("with no cluster configured at all, the local cluster is started and u
     CHECK(named.code == 2);
     CHECK_THAT(named.err, Catch::Contains("context \"fake\" not found"));
   }
+}
+
+TEST_CASE("a local cluster start longer than --timeout does not eat the deploy's budget",
+          "[cli][budget]") {
+  // A cold start builds Kubernetes for half an hour under --cluster-timeout; --timeout starts
+  // after it. Seen on a cold machine: the plan's first request failed at once, "timed out".
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  write_cluster_stand_in(repo, api.write_kubeconfig(dir), 3);
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  const auto result = run_cli(
+      {"--tag", "v1", "--digest", digest, "--no-wait", "--timeout", "2s", "go-app"}, repo);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 0);
+  CHECK(api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app").has_value());
 }
 
 TEST_CASE("with -o json, stdout holds exactly one document on every path", "[cli]") {
