@@ -8,6 +8,7 @@
 #include "deployapps/apply.hpp"
 #include "deployapps/inflight_checks.hpp"
 #include "deployapps/probe/report.hpp"
+#include "deployapps/rollback.hpp"
 #include "deployapps/rollout_follow.hpp"
 #include "deployapps/rollout_judge.hpp"
 #include "deployapps/rollout_status.hpp"
@@ -107,16 +108,16 @@ class AppRollout::Impl {
     }
     const auto before = client_.get_if_exists(deployment_path_, budget_.rollout);
     if (before) {
-      pre_apply_template_ = pod_template_of(*before);
-      report_.old_version = template_version(*pre_apply_template_);
+      pre_apply_.pod_template = pod_template_of(*before);
+      report_.old_version = template_version(*pre_apply_.pod_template);
     }
-    template_changed_ = changes_template(before, budget_.rollout);
+    pre_apply_.template_changed = changes_template(before, budget_.rollout);
     // What else this run changes, recorded to be put back on failure. A first deploy has
     // nothing to put back.
     if (before) {
-      changed_objects_ = ObjectSnapshot::take(client_, target_.others, budget_.rollout);
+      pre_apply_.objects = ObjectSnapshot::take(client_, target_.others, budget_.rollout);
     }
-    if ((template_changed_ || !changed_objects_.empty()) && !start_checks(before)) {
+    if ((pre_apply_.template_changed || !pre_apply_.objects.empty()) && !start_checks(before)) {
       return finished(started);
     }
     if (interrupts() > 0) {
@@ -139,7 +140,7 @@ class AppRollout::Impl {
       stop_checks(false);
       // Every object was dry-run first, so this is rare (a timeout, a conflict), and it may
       // come after the Deployment changed: then it is a failed rollout, rolled back as such.
-      if (!template_changed_ || !deployment_changed(budget_.overall)) {
+      if (!pre_apply_.template_changed || !deployment_changed(budget_.overall)) {
         throw;
       }
       fail_after_apply(
@@ -230,8 +231,8 @@ class AppRollout::Impl {
   bool deployment_changed(Deadline deadline) {
     try {
       const auto live = client_.get(deployment_path_, deadline);
-      return !pre_apply_template_ ||
-             !templates_equal_ignoring_hash(pod_template_of(live), *pre_apply_template_);
+      return !pre_apply_.pod_template ||
+             !templates_equal_ignoring_hash(pod_template_of(live), *pre_apply_.pod_template);
     } catch (const Error& error) {
       spdlog::warn("{}: reading the Deployment after a failed apply: {}", target_.app,
                    error.what());
@@ -248,8 +249,9 @@ class AppRollout::Impl {
   }
 
   void follow(Deadline deadline, std::chrono::system_clock::time_point applied_at) {
-    const bool replacing_pods = follower_->list(deadline, applied_at) || template_changed_;
-    if (!replacing_pods && changed_objects_.empty()) {
+    const bool replacing_pods =
+        follower_->list(deadline, applied_at) || pre_apply_.template_changed;
+    if (!replacing_pods && pre_apply_.objects.empty()) {
       // Nothing to roll out: no new ReplicaSet, no watch needed.
       report_.result = RolloutResult::kUnchanged;
       console_.line(target_.app, fmt::format("unchanged: {}", follower_->status().message));
@@ -295,7 +297,7 @@ class AppRollout::Impl {
     const auto until = deadline.at_most(settings_.object_change_settle);
     console_.line(
         target_.app,
-        fmt::format("changed without new pods: {}{}", changed_objects_.describe(),
+        fmt::format("changed without new pods: {}{}", pre_apply_.objects.describe(),
                     checks_.running() ? fmt::format("; checking traffic for {}",
                                                     format_duration(settings_.object_change_settle))
                                       : std::string()));
@@ -308,7 +310,7 @@ class AppRollout::Impl {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    return {Verdict::Kind::kDone, "changed: " + changed_objects_.describe()};
+    return {Verdict::Kind::kDone, "changed: " + pre_apply_.objects.describe()};
   }
 
   int interrupts() const {
@@ -330,82 +332,15 @@ class AppRollout::Impl {
     return {Verdict::Kind::kDone, "checks passed"};
   }
 
-  // Restores the exact pod template recorded before this run's apply (never kubectl's
-  // "previous revision", which is older than the live one when the template was not changed or
-  // the controller had not yet acted), judges it from the object the PATCH returned, and waits
-  // for it to be available, all by the budget's overall deadline.
+  // Puts back what this run changed (rollback.hpp), by the budget's overall deadline.
   void roll_back(bool interrupted) {
-    report_.result = interrupted ? RolloutResult::kInterrupted : RolloutResult::kFailed;
-    const auto left_as_is = [&](std::string state) {
-      report_.state_left = std::move(state);
-      console_.line(target_.app, report_.state_left);
-    };
-    const auto objects = changed_objects_.restore(client_, budget_.overall);
-    for (const auto& line : objects.lines) {
-      console_.line(target_.app, line);
-    }
-    if (!template_changed_) {
-      const auto version = report_.old_version.empty() ? std::string("-") : report_.old_version;
-      if (changed_objects_.empty()) {
-        left_as_is(fmt::format(
-            "this run did not change the pod template, so nothing was rolled back: version {} "
-            "is left as it was",
-            version));
-        return;
-      }
-      report_.rolled_back = objects.ok;
-      if (objects.ok && !interrupted) {
-        report_.result = RolloutResult::kRolledBack;
-      }
-      left_as_is(fmt::format("version {} is left as it was (its pod template was not changed); {}",
-                             version,
-                             objects.ok ? changed_objects_.describe() + " restored"
-                                        : "some objects could not be restored, see above"));
-      return;
-    }
-    const auto follow_hint = fmt::format("kubectl -n {} rollout status deployment/{}",
-                                         target_.namespace_name, target_.app);
-    if (!pre_apply_template_) {
-      left_as_is(fmt::format(
-          "not rolled back: this was the app's first deploy, so there is no earlier version; "
-          "the failed state is left in place for inspection (kubectl -n {} describe "
-          "deployment/{})",
-          target_.namespace_name, target_.app));
-      return;
-    }
-    const auto version = template_version(*pre_apply_template_);
-    ApiRequest patch;
-    patch.method = "PATCH";
-    patch.path = deployment_path_;
-    patch.content_type = "application/json-patch+json";
-    patch.body = json::array(
-        {{{"op", "replace"}, {"path", "/spec/template"}, {"value", *pre_apply_template_}}});
-    patch.description = fmt::format("rollback of deployment.apps/{}", target_.app);
-    try {
-      // Judged from the object the PATCH returned, not a stale one from before it.
-      follower_->restoring(client_.request(patch, budget_.overall).body);
-    } catch (const Error& error) {
-      left_as_is(fmt::format(
-          "failed restoring the pre-apply template (version {}): {}; the new template may still "
-          "be rolling out (follow it with: {})",
-          version, error.what(), follow_hint));
-      return;
-    }
-    console_.line(target_.app,
-                  fmt::format("rolled back to the pre-apply pod template (version {})", version));
-    report_.rolled_back = true;
-    if (follower_->wait(budget_.overall, true).kind != Verdict::Kind::kDone) {
-      left_as_is(fmt::format(
-          "rollback to version {} still in progress in the cluster: {} (follow it with: {})",
-          version, follower_->status().message, follow_hint));
-      return;
-    }
-    if (!interrupted && objects.ok) {
-      report_.result = RolloutResult::kRolledBack;
-    }
-    left_as_is(fmt::format(
-        "version {} is running and healthy{}", version,
-        objects.ok ? std::string() : "; some other objects could not be restored, see above"));
+    const auto result = deployapps::roll_back(pre_apply_, target_, report_.old_version, client_,
+                                              *follower_, budget_.overall, console_);
+    report_.rolled_back = result.rolled_back;
+    report_.state_left = result.state_left;
+    report_.result = interrupted       ? RolloutResult::kInterrupted
+                     : result.complete ? RolloutResult::kRolledBack
+                                       : RolloutResult::kFailed;
   }
 
   RestConfig config_;
@@ -420,9 +355,7 @@ class AppRollout::Impl {
   std::size_t probe_judged_ = 0;  // the probe's requests, cancelled ones excluded
   std::string deployment_path_;
   std::unique_ptr<RolloutFollower> follower_;  // from the apply on
-  ObjectSnapshot changed_objects_;             // what else the apply changes, as it was
-  bool template_changed_ = false;              // this run's apply changes the pod template
-  std::optional<json> pre_apply_template_;     // the live template before this run's apply
+  PreApplyState pre_apply_;                    // what the apply changes, as it was before
 };
 
 AppRollout::AppRollout(RestConfig config, RolloutTarget target, RolloutSettings settings,
