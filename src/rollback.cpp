@@ -14,11 +14,15 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
     console.line(target.app, result.state_left);
     return result;
   };
-  const auto objects = before.objects.restore(client, deadline);
-  for (const auto& line : objects.lines) {
-    console.line(target.app, line);
-  }
+  const auto restore_objects = [&] {
+    const auto objects = before.objects.restore(client, deadline);
+    for (const auto& line : objects.lines) {
+      console.line(target.app, line);
+    }
+    return objects.ok;
+  };
   if (!before.template_changed) {
+    const bool objects_ok = restore_objects();
     const auto version = old_version.empty() ? std::string("-") : old_version;
     if (before.objects.empty()) {
       return finish(fmt::format(
@@ -26,16 +30,17 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
           "left as it was",
           version));
     }
-    result.rolled_back = objects.ok;
-    result.complete = objects.ok;
+    result.rolled_back = objects_ok;
+    result.complete = objects_ok;
     return finish(fmt::format("version {} is left as it was (its pod template was not changed); {}",
                               version,
-                              objects.ok ? before.objects.describe() + " restored"
+                              objects_ok ? before.objects.describe() + " restored"
                                          : "some objects could not be restored, see above"));
   }
   const auto follow_hint =
       fmt::format("kubectl -n {} rollout status deployment/{}", target.namespace_name, target.app);
   if (!before.pod_template) {
+    (void)restore_objects();
     return finish(fmt::format(
         "not rolled back: this was the app's first deploy, so there is no earlier version; the "
         "failed state is left in place for inspection (kubectl -n {} describe deployment/{})",
@@ -54,6 +59,7 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
     // Judged from the object the PATCH returned, not a stale one from before it.
     follower.restoring(client.request(patch, deadline).body);
   } catch (const Error& error) {
+    (void)restore_objects();
     return finish(fmt::format(
         "failed restoring the pre-apply template (version {}): {}; the new template may still "
         "be rolling out (follow it with: {})",
@@ -62,15 +68,17 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
   console.line(target.app,
                fmt::format("rolled back to the pre-apply pod template (version {})", version));
   result.rolled_back = true;
+  // The template first (its pods take longest), then the rest while they start.
+  const bool objects_ok = restore_objects();
   if (follower.wait(deadline, true).kind != Verdict::Kind::kDone) {
     return finish(fmt::format(
         "rollback to version {} still in progress in the cluster: {} (follow it with: {})", version,
         follower.status().message, follow_hint));
   }
-  result.complete = objects.ok;
+  result.complete = objects_ok;
   return finish(fmt::format(
       "version {} is running and healthy{}", version,
-      objects.ok ? std::string() : "; some other objects could not be restored, see above"));
+      objects_ok ? std::string() : "; some other objects could not be restored, see above"));
 }
 
 }  // namespace deployapps

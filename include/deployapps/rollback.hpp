@@ -28,9 +28,9 @@ struct RollbackResult {
   std::string state_left;    // what the cluster is left doing, for people
 };
 
-// Restores `before` by `deadline`: the other objects first, then the pod template (a JSON patch
-// replacing spec.template), judged from the object the PATCH returned and followed until the
-// restored ReplicaSet is available. Never throws; says what it did on the console.
+// Restores `before` by `deadline`: the pod template first (a JSON patch replacing spec.template,
+// judged from the object the PATCH returned), then the other objects, then follows the restored
+// ReplicaSet until it is available. Never throws; says what it did on the console.
 [[nodiscard]] RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& target,
                                        const std::string& old_version, KubeClient& client,
                                        RolloutFollower& follower, Deadline deadline,
