@@ -56,6 +56,34 @@ std::string ObjectSnapshot::describe() const {
   return text;
 }
 
+// An update must name the live resourceVersion (custom resources refuse one that does not);
+// everything else, field managers included, is the recorded object. Controllers write some of
+// these objects' status meanwhile (a PDB's, on every pod change of a rollback), so a conflict
+// is read again and retried.
+void ObjectSnapshot::put_back(KubeClient& client, const Entry& entry, Deadline deadline) {
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    auto body = *entry.before;
+    body.erase("status");
+    body["metadata"]["resourceVersion"] =
+        client.get(entry.path, deadline)
+            .value(json::json_pointer("/metadata/resourceVersion"), std::string());
+    ApiRequest request;
+    request.method = "PUT";
+    request.path = entry.path;
+    request.body = std::move(body);
+    request.description = "restore of " + entry.display;
+    try {
+      (void)client.request(request, deadline);
+      return;
+    } catch (const ApiError& error) {
+      if (error.http_status() != 409 || attempt == kAttempts) {
+        throw;
+      }
+    }
+  }
+}
+
 RestoreOutcome ObjectSnapshot::restore(KubeClient& client, Deadline deadline) const {
   RestoreOutcome outcome;
   for (const auto& entry : entries_) {
@@ -75,19 +103,7 @@ RestoreOutcome ObjectSnapshot::restore(KubeClient& client, Deadline deadline) co
         outcome.lines.push_back(entry.display + " deleted (this run created it)");
         continue;
       }
-      // An update must name the live resourceVersion (custom resources refuse one that does
-      // not); everything else, field managers included, is the recorded object.
-      auto body = *entry.before;
-      body.erase("status");
-      body["metadata"]["resourceVersion"] =
-          client.get(entry.path, deadline)
-              .value(json::json_pointer("/metadata/resourceVersion"), std::string());
-      ApiRequest request;
-      request.method = "PUT";
-      request.path = entry.path;
-      request.body = std::move(body);
-      request.description = "restore of " + entry.display;
-      (void)client.request(request, deadline);
+      put_back(client, entry, deadline);
       outcome.lines.push_back(entry.display + " restored to its pre-apply state");
     } catch (const Error& error) {
       outcome.ok = false;

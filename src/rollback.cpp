@@ -14,10 +14,14 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
     console.line(target.app, result.state_left);
     return result;
   };
+  std::string not_restored;  // the objects that could not be put back, and why
   const auto restore_objects = [&] {
     const auto objects = before.objects.restore(client, deadline);
     for (const auto& line : objects.lines) {
       console.line(target.app, line);
+      if (line.find(" NOT restored: ") != std::string::npos) {
+        not_restored += "; " + line;
+      }
     }
     return objects.ok;
   };
@@ -35,7 +39,7 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
     return finish(fmt::format("version {} is left as it was (its pod template was not changed); {}",
                               version,
                               objects_ok ? before.objects.describe() + " restored"
-                                         : "some objects could not be restored, see above"));
+                                         : "some objects could not be restored" + not_restored));
   }
   const auto follow_hint =
       fmt::format("kubectl -n {} rollout status deployment/{}", target.namespace_name, target.app);
@@ -78,7 +82,7 @@ RollbackResult roll_back(const PreApplyState& before, const RolloutTarget& targe
   result.complete = objects_ok;
   return finish(fmt::format(
       "version {} is running and healthy{}", version,
-      objects_ok ? std::string() : "; some other objects could not be restored, see above"));
+      objects_ok ? std::string() : "; some other objects could not be restored" + not_restored));
 }
 
 }  // namespace deployapps

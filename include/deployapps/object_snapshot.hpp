@@ -44,6 +44,7 @@ class ObjectSnapshot {
     std::string path;
     std::optional<nlohmann::json> before;
   };
+  static void put_back(KubeClient& client, const Entry& entry, Deadline deadline);
   std::vector<Entry> entries_;
 };
 

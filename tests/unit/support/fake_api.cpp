@@ -64,6 +64,11 @@ void FakeApiServer::on_request(std::function<void(const ReceivedRequest&)> obser
   observers_.push_back(std::move(observer));
 }
 
+void FakeApiServer::conflict_next_updates(const std::string& path, int count) {
+  const std::lock_guard lock(mutex_);
+  conflicts_[path] = count;
+}
+
 void FakeApiServer::reject_pods(const json& status) {
   const std::lock_guard lock(mutex_);
   pod_rejection_ = status;
@@ -149,6 +154,10 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     if (request.method == "DELETE") {
       objects_.erase(existing);
       return json_reply(200, status_body(200, "", "deleted"));
+    }
+    if (auto& conflicts = conflicts_[request.path]; conflicts > 0) {
+      --conflicts;
+      return json_reply(409, status_body(409, "Conflict", "the object has been modified"));
     }
     auto replacement = json::parse(request.body);
     if (replacement.value(json::json_pointer("/metadata/resourceVersion"), std::string()) !=

@@ -30,6 +30,9 @@ class FakeApiServer {
   void stall_when(std::function<bool(const ReceivedRequest&)> matches);
   // Called with every request before it is answered (e.g. to break something when one arrives).
   void on_request(std::function<void(const ReceivedRequest&)> observer);
+  // Answers the next `count` updates (PUT) of `path` with 409 Conflict, as when a controller
+  // wrote the object (its status) between a read and the update.
+  void conflict_next_updates(const std::string& path, int count);
   // Rejects pod creation (including dry runs) with this Status, as Pod Security admission does.
   void reject_pods(const nlohmann::json& status);
 
@@ -50,6 +53,7 @@ class FakeApiServer {
   std::map<std::string, std::function<ServerReply(const ReceivedRequest&)>> overrides_;
   std::vector<std::function<bool(const ReceivedRequest&)>> stalls_;
   std::vector<std::function<void(const ReceivedRequest&)>> observers_;
+  std::map<std::string, int> conflicts_;
   std::optional<nlohmann::json> pod_rejection_;
   long next_version_ = 100;
   std::unique_ptr<TlsTestServer> server_;
