@@ -17,6 +17,7 @@ readonly LINT_CHECKS=(
   "layering|the deployer's core (src/, include/) does not include the CLI's header"
   "shellcheck|shellcheck on every bash/sh script (found by shebang or .sh)"
   "actionlint|actionlint on .github/workflows/*.yml (run: blocks go through shellcheck)"
+  "act|nektos/act: every workflow against its strict schema, and ci.yml's offline jobs run here"
   "hadolint|hadolint on every Dockerfile"
   "gofmt|gofmt -l on every Go file"
   "go-vet|go vet in every Go module, and on each Go package outside a module"
@@ -185,6 +186,39 @@ lint_check_actionlint() {
   [[ -f .github/actionlint.yaml ]] && flags+=(-config-file=.github/actionlint.yaml)
   log "actionlint ${LINT_ACTIONLINT_VERSION} on ${workflows[*]}"
   "${actionlint}" "${flags[@]}" "${workflows[@]}"
+}
+
+# ci.yml jobs that act runs on this machine (platform ubuntu-24.04 mapped to -self-hosted, so
+# steps run on the host, offline): their steps need no network and no other action than
+# actions/checkout of this repository, which act replaces with the working tree. The other jobs
+# need what this machine cannot give offline: setup-go and setup-node download their toolchains,
+# the Debian 12 job container is pulled by digest, and images and cluster need GHCR and kind's
+# images (.github/PIPELINE.md, "Running the workflows here").
+readonly LINT_ACT_JOBS=(app-list)
+
+lint_check_act() {
+  local workflows=()
+  mapfile -t workflows < <(printf '%s\n' "${LINT_FILES[@]}" | grep -E '^\.github/workflows/[^/]+\.ya?ml$' || true)
+  ((${#workflows[@]} > 0)) || lint_skip "no .github/workflows/*.yml"
+  local act work
+  act="$(lint_tool_act)"
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064  # expand now: work is local
+  trap "rm -rf '${work}'" EXIT
+  # act keeps its settings and caches under HOME; a scratch one leaves the user's alone.
+  local act_env=(env "HOME=${work}/home")
+  local workflow
+  for workflow in "${workflows[@]}"; do
+    log "act ${LINT_ACT_VERSION} --validate --strict ${workflow}"
+    "${act_env[@]}" "${act}" --validate --strict -W "${workflow}" </dev/null
+  done
+  local job
+  for job in "${LINT_ACT_JOBS[@]}"; do
+    log "act: ci.yml job ${job} on this machine (-P ubuntu-24.04=-self-hosted, offline)"
+    "${act_env[@]}" "${act}" push -W .github/workflows/ci.yml -j "${job}" \
+      -P ubuntu-24.04=-self-hosted --action-offline-mode --no-cache-server \
+      --action-cache-path "${work}/actions" </dev/null
+  done
 }
 
 lint_check_hadolint() {

