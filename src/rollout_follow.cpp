@@ -20,6 +20,8 @@ constexpr Duration kTick = 250ms;
 // Between two fetches of a pod's Events while it runs unready.
 constexpr Duration kEventsInterval = 5s;
 constexpr int kLogTailLines = 10;
+// How often the Deployment is read when its watch cannot be used.
+constexpr Duration kPollInterval = 2s;
 
 std::vector<std::string_view> split_lines(std::string_view text) {
   std::vector<std::string_view> lines;
@@ -239,7 +241,20 @@ Verdict RolloutFollower::wait(Deadline deadline, bool rolling_back) {
   std::string shown;
   for (;;) {
     if (const auto error = view_.absorb(queue_.take(kTick))) {
-      return {Verdict::Kind::kFailed, *error};
+      watch_failed_ = true;
+      if (!rolling_back) {
+        return {Verdict::Kind::kFailed, *error};
+      }
+    }
+    // A rollback is still followed when a watch gave up (e.g. forbidden): by reading the
+    // Deployment, which is all its status needs, instead of waiting out the deadline.
+    if (watch_failed_ && Clock::now() - polled_ >= kPollInterval) {
+      polled_ = Clock::now();
+      try {
+        view_.set_deployment(client_.get(deployments_path_ + "/" + target_.app, deadline));
+      } catch (const Error& error) {
+        spdlog::warn("{}: reading the Deployment: {}", target_.app, error.what());
+      }
     }
     const auto observed = observe(rolling_back, interrupts_before, deadline);
     console_.progress(target_.app,

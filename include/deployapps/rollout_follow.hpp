@@ -91,6 +91,8 @@ class RolloutFollower {
   RolloutStatus status_;
   std::optional<Diagnosis> diagnosis_;
   PersistenceFilter persistence_;
+  bool watch_failed_ = false;  // a watch gave up: the Deployment is read instead
+  Clock::time_point polled_{};
   std::optional<Duration> complete_to_reported_;
   std::optional<Duration> event_to_reported_;
 };

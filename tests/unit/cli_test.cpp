@@ -236,7 +236,7 @@ void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path
                    "  up) sleep " +
                        std::to_string(up_seconds) +
                        "; echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
-                   "  kubeconfig) echo " +
+                       "  kubeconfig) echo " +
                        kubeconfig.string() +
                        " ;;\n"
                        "esac\n",
@@ -297,8 +297,8 @@ TEST_CASE("a local cluster start longer than --timeout does not eat the deploy's
   TempDir dir;
   write_cluster_stand_in(repo, api.write_kubeconfig(dir), 3);
   const std::string digest = "sha256:" + std::string(64, 'b');
-  const auto result = run_cli(
-      {"--tag", "v1", "--digest", digest, "--no-wait", "--timeout", "2s", "go-app"}, repo);
+  const auto result =
+      run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "--timeout", "2s", "go-app"}, repo);
   CAPTURE(result.out, result.err);
   CHECK(result.code == 0);
   CHECK(api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app").has_value());
@@ -471,16 +471,35 @@ TEST_CASE("a running version that already fails the probe is not deployed over",
 TEST_CASE("an error after the Deployment was applied is a failed rollout and is rolled back",
           "[cli][rollback]") {
   const FixtureRepo repo;
+  std::atomic<bool> restored{false};
+  json live;
+  json complete;
   FakeWithV1 fake(repo, 'f');
-  // v2 applies, then following it fails: this fake cannot list Deployments (404), as an API
-  // that breaks after the apply would.
+  // v2 applies, then following it fails: this fake cannot list or watch Deployments (404), as an
+  // API that breaks after the apply would (or an RBAC Role without list and watch). The rollback
+  // is then followed by reading the Deployment, which reports v1 complete once it is restored.
+  live = fake.api.stored(fake.path).value();
+  complete = live;
+  complete["status"] = {
+      {"observedGeneration", 1}, {"replicas", 2}, {"updatedReplicas", 2}, {"availableReplicas", 2}};
+  fake.api.on_request([&](const deployapps::testing::ReceivedRequest& request) {
+    const auto type = request.headers.find("content-type");
+    if (request.method == "PATCH" && type != request.headers.end() &&
+        type->second.find("json-patch") != std::string::npos) {
+      restored = true;
+    }
+  });
+  fake.api.override_path("GET", fake.path, [&](const deployapps::testing::ReceivedRequest&) {
+    return deployapps::testing::json_reply(200, restored ? complete : live);
+  });
   const auto result = run_cli({"--tag", "v2", "--digest", fake.digest, "--no-verify", "go-app"},
                               repo, fake.environment);
   CAPTURE(result.out, result.err);
   CHECK(result.code == 1);
   CHECK_THAT(result.out, Catch::Contains("following the rollout failed") &&
                              Catch::Contains("rolled back to the pre-apply pod template (version "
-                                             "v1)"));
+                                             "v1)") &&
+                             Catch::Contains("version v1 is running and healthy"));
   // The pre-apply template is back, not v2 left rolling out unwatched.
   CHECK(deployapps::template_version(fake.api.stored(fake.path).value()["spec"]["template"]) ==
         "v1");
