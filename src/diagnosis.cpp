@@ -234,6 +234,8 @@ Duration persistence_needed(FailureKind kind) noexcept {
       return kFailedCreatePersistence;
     case FailureKind::kContainerConfig:
       return kContainerConfigPersistence;
+    case FailureKind::kClusterInactive:
+      return kClusterInactivePersistence;
     default:
       return Duration::zero();
   }

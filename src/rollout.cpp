@@ -140,11 +140,15 @@ class AppRollout::Impl {
       stop_checks(false);
       // Every object was dry-run first, so this is rare (a timeout, a conflict), and it may
       // come after the Deployment changed: then it is a failed rollout, rolled back as such.
-      if (!pre_apply_.template_changed || !deployment_changed(budget_.overall)) {
+      const auto changed =
+          pre_apply_.template_changed ? deployment_changed(budget_.overall) : false;
+      if (changed == false) {
         throw;
       }
-      fail_after_apply(
-          fmt::format("the apply failed after the Deployment changed: {}", error.what()));
+      fail_after_apply(fmt::format(
+          "the apply failed {}: {}",
+          changed ? "after the Deployment changed" : "and the Deployment may have changed",
+          error.what()));
       return finished(started);
     }
     const auto applied_at = std::chrono::system_clock::now();
@@ -226,17 +230,20 @@ class AppRollout::Impl {
     return report_;
   }
 
-  // Whether the live Deployment's template is no longer the pre-apply one. Unknown (the API
-  // does not answer) counts as changed: restoring the pre-apply template is harmless if not.
-  bool deployment_changed(Deadline deadline) {
+  // Whether the live Deployment's template is no longer the pre-apply one; nullopt when the API
+  // does not say (then it counts as changed: restoring the pre-apply template is harmless).
+  std::optional<bool> deployment_changed(Deadline deadline) {
     try {
-      const auto live = client_.get(deployment_path_, deadline);
+      const auto live = client_.get_if_exists(deployment_path_, deadline);
+      if (!live) {
+        return false;  // not even created: the apply failed before it
+      }
       return !pre_apply_.pod_template ||
-             !templates_equal_ignoring_hash(pod_template_of(live), *pre_apply_.pod_template);
+             !templates_equal_ignoring_hash(pod_template_of(*live), *pre_apply_.pod_template);
     } catch (const Error& error) {
       spdlog::warn("{}: reading the Deployment after a failed apply: {}", target_.app,
                    error.what());
-      return true;
+      return std::nullopt;
     }
   }
 

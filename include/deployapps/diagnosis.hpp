@@ -71,11 +71,14 @@ struct DiagnosisInput {
 // up on the next retry: an ErrImagePull or ImagePullBackOff from a registry hiccup (the kubelet
 // pulls again 10 s later), a FailedCreate from a webhook timeout or a quota race (the ReplicaSet
 // controller retries within seconds), a CreateContainerConfigError for a ConfigMap created a
-// moment later. A crash loop, the progress deadline, never ready and an inactive cluster have
-// waited already: 0.
+// moment later. A crash loop, the progress deadline and never ready have waited already: 0.
 inline constexpr Duration kImagePullPersistence = std::chrono::seconds(20);
 inline constexpr Duration kFailedCreatePersistence = std::chrono::seconds(15);
 inline constexpr Duration kContainerConfigPersistence = std::chrono::seconds(15);
+// An inactive cluster is judged on the API's timestamps against the local clock; a watch that
+// reconnects after a silence replays a pod's old states first (unbound, unreported), which must
+// be superseded by the rest of the replay, not acted on.
+inline constexpr Duration kClusterInactivePersistence = std::chrono::seconds(5);
 [[nodiscard]] Duration persistence_needed(FailureKind kind) noexcept;
 
 // Passes a certain cause on as certain only once the same cause (kind and object) was seen for

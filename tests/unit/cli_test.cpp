@@ -628,3 +628,32 @@ TEST_CASE("a change to the Service that breaks traffic is restored", "[cli][obje
   CHECK(deployapps::template_version(
             change.fake.api.stored(change.fake.path).value()["spec"]["template"]) == "v1");
 }
+
+TEST_CASE("a first deploy whose apply is refused rolls nothing back", "[cli][rollback]") {
+  // Seen with an RBAC Role lacking a verb: the dry run is refused, nothing exists yet, and the
+  // deployer said "the apply failed after the Deployment changed" and tried to restore it (404).
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const auto path = std::string("/apis/apps/v1/namespaces/go-app/deployments/go-app");
+  api.override_path("PATCH", path, [](const deployapps::testing::ReceivedRequest&) {
+    return deployapps::testing::json_reply(
+        403, {{"kind", "Status"},
+              {"status", "Failure"},
+              {"reason", "Forbidden"},
+              {"code", 403},
+              {"message", "deployments.apps \"go-app\" is forbidden: cannot patch resource"}});
+  });
+  const std::string digest = "sha256:" + std::string(64, '4');
+  const auto result = run_cli({"--tag", "v1", "--digest", digest, "--no-verify", "go-app"}, repo,
+                              {{"KUBECONFIG", api.write_kubeconfig(dir).string()}});
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 1);
+  CHECK_THAT(result.out, Catch::Contains("cannot patch resource") &&
+                             !Catch::Contains("after the Deployment changed") &&
+                             !Catch::Contains("rolled back") && !Catch::Contains("rollback"));
+  for (const auto& request : api.requests()) {
+    const auto type = request.headers.find("content-type");
+    CHECK_FALSE((type != request.headers.end() && type->second == "application/json-patch+json"));
+  }
+}

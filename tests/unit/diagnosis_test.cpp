@@ -279,4 +279,12 @@ TEST_CASE("causes that clear on a retry must persist before they count", "[diagn
   CHECK(deployapps::persistence_needed(FailureKind::kFailedCreate) == 15s);
   CHECK(deployapps::persistence_needed(FailureKind::kContainerConfig) == 15s);
   CHECK(deployapps::persistence_needed(FailureKind::kProgressDeadline) == 0s);
+  // A replayed old state of a pod (after a watch's silence) is superseded within the replay.
+  CHECK(deployapps::persistence_needed(FailureKind::kClusterInactive) == 5s);
+  const deployapps::Diagnosis unbound{
+      FailureKind::kClusterInactive, true, "pod/go-app-3", "", "NotScheduled", "", std::nullopt};
+  CHECK_FALSE(filter.apply(unbound, start + 200s)->certain);
+  CHECK_FALSE(filter.apply(std::nullopt, start + 200s + 300ms).has_value());
+  CHECK_FALSE(filter.apply(unbound, start + 204s)->certain);
+  CHECK(filter.apply(unbound, start + 209s)->certain);
 }
