@@ -70,8 +70,11 @@ func (w logWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (p *Proxy) logf(format string, args ...any) {
-	line := time.Now().UTC().Format("15:04:05.000 ") + fmt.Sprintf(format, args...)
+func (p *Proxy) logf(format string, args ...any) { p.logAt(time.Now(), format, args...) }
+
+// logAt logs a line stamped with a given time (a request's start).
+func (p *Proxy) logAt(t time.Time, format string, args ...any) {
+	line := t.UTC().Format("15:04:05.000 ") + fmt.Sprintf(format, args...)
 	p.mu.Lock()
 	p.lines = append(p.lines, line)
 	p.mu.Unlock()
@@ -184,8 +187,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		client = " cert:" + r.TLS.PeerCertificates[0].Subject.CommonName
 	}
 	defer func() {
-		p.logf("%s %s %s %d %dms%s%s", start.UTC().Format("15:04:05.000"), r.Method,
-			r.URL.RequestURI(), rec.status, time.Since(start).Milliseconds(), fault, client)
+		p.logAt(start, "%s %s %d %dms%s%s", r.Method, r.URL.RequestURI(), rec.status,
+			time.Since(start).Milliseconds(), fault, client)
 	}()
 	action := ""
 	if rule != nil {
