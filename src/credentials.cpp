@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/encoding.hpp"
 #include "deployapps/errors.hpp"
 #include "deployapps/subprocess.hpp"

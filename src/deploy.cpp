@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/console.hpp"
 #include "deployapps/credentials.hpp"
 #include "deployapps/discovery.hpp"
@@ -32,7 +33,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr Duration kGitTimeout = std::chrono::seconds(10);
 // Where the local cluster's ingress controller listens on the host (scripts/cluster).
 constexpr std::string_view kLocalIngressUrl = "http://127.0.0.1:8088";
 
@@ -311,7 +311,6 @@ void print_text(const DeployReport& report, std::ostream& out) {
 void DeployCommand::run() {
   timeout_ = parse_duration(options_.timeout);
   cluster_timeout_ = parse_duration(options_.cluster_timeout);
-  deadline_ = Deadline::after(timeout_);
   prepare();
   if (options_.dry_run) {
     // No cluster is needed, but an explicit --context must still exist.
@@ -541,6 +540,9 @@ void DeployCommand::apply_to_cluster() {
     ensure_local_cluster(options);
   }
   auto target = resolve_target(options);
+  // --timeout starts now: a local cluster start (a cold one builds Kubernetes for half an hour)
+  // had its own budget, --cluster-timeout.
+  budget_ = Budget::starting_now(timeout_);
   // One credential source for every client of this deploy: an exec plugin (EKS, GKE, OIDC) runs
   // once, not once per client and watch.
   target.config.credentials = make_credential_source(target.config);
@@ -557,7 +559,7 @@ void DeployCommand::apply_to_cluster() {
   std::vector<std::vector<PlannedObject>> plans;
   plans.reserve(rendered_.size());
   for (const auto& app : rendered_) {
-    plans.push_back(plan_objects(discovery, app.objects, deadline_));
+    plans.push_back(plan_objects(discovery, app.objects, budget_.overall));
   }
   if (options_.server_dry_run) {
     server_dry_run(client, plans, target_text);
@@ -580,8 +582,8 @@ void DeployCommand::apply_to_cluster() {
                  "or cuts connections will not be caught");
   }
   const auto build_failures = pin_images(console);
-  // The deadline covers applying and rolling out; builds had their own.
-  deadline_ = Deadline::after(timeout_);
+  // The budget covers applying, rolling out and rolling back; builds had their own.
+  budget_ = Budget::starting_now(timeout_);
   // Now a first Ctrl-C stops the rollouts and rolls back; a second one exits at once, saying
   // what may be left half-done.
   std::string left =
@@ -631,6 +633,8 @@ void DeployCommand::apply_to_cluster() {
       for (const auto& object : plans[i]) {
         if (object.resource.kind == "Deployment") {
           rollout_target.deployment = object.object;
+        } else if (object.resource.kind != "Namespace") {  // shared by apps: never restored
+          rollout_target.others.push_back({object.display(), object.path, object.object});
         }
       }
       RolloutSettings settings;
@@ -654,7 +658,7 @@ void DeployCommand::apply_to_cluster() {
         report.apps[i].rollout = rollout.run(
             [&](KubeClient& app_client) {
               Applier applier(app_client, ApplyOptions{DryRun::kNone, std::string(kFieldManager)});
-              report.apps[i].apply = applier.apply(plans[i], deadline_);
+              report.apps[i].apply = applier.apply(plans[i], budget_.rollout);
               for (const auto& object : report.apps[i].apply.objects) {
                 console.line(rendered.app, fmt::format("{} {}", object.display,
                                                        operation_name(object.operation)));
@@ -666,7 +670,7 @@ void DeployCommand::apply_to_cluster() {
                 console.line(rendered.app, "note: " + note);
               }
             },
-            deadline_);
+            budget_);
       } catch (const std::exception& error) {
         // Failed before the Deployment changed (e.g. the apply was rejected): nothing to roll
         // back. Failures after it are the rollout's, and rolled back there.
@@ -726,7 +730,7 @@ void DeployCommand::server_dry_run(KubeClient& client,
   for (std::size_t i = 0; i < rendered_.size(); ++i) {
     const auto& app = rendered_[i];
     AppReport entry{app.app, app.namespace_name, app.image, {}, std::nullopt};
-    entry.apply = applier.apply(plans[i], deadline_);
+    entry.apply = applier.apply(plans[i], budget_.overall);
     report.apps.push_back(std::move(entry));
   }
   spdlog::info("{} API requests on {} connection(s)", client.requests_sent(),

@@ -50,11 +50,17 @@ int rank(const Diagnosis& diagnosis) {
   return (diagnosis.certain ? 0 : 100) + static_cast<int>(diagnosis.kind);
 }
 
+struct ReadinessFailure {
+  std::string message;
+  std::optional<std::chrono::system_clock::time_point> last_seen;  // the Event's, kubelet time
+};
+
 // The newest "Readiness probe failed" Event of a Pod.
-std::optional<std::string> readiness_failure(const json& pod, const std::vector<json>& events) {
+std::optional<ReadinessFailure> readiness_failure(const json& pod,
+                                                  const std::vector<json>& events) {
   const auto name = text_at(pod, "/metadata/name");
   const auto uid = text_at(pod, "/metadata/uid");
-  std::optional<std::string> message;
+  std::optional<ReadinessFailure> failure;
   std::string newest;
   for (const auto& event : events) {
     if (text_at(event, "/involvedObject/name") != name ||
@@ -67,16 +73,14 @@ std::optional<std::string> readiness_failure(const json& pod, const std::vector<
     if (text.rfind("Readiness probe failed", 0) != 0) {
       continue;
     }
-    auto when = text_at(event, "/lastTimestamp");
-    if (when.empty()) {
-      when = text_at(event, "/eventTime");
-    }
-    if (!message || when >= newest) {
-      message = text;
+    const char* field = text_at(event, "/lastTimestamp").empty() ? "/eventTime" : "/lastTimestamp";
+    const auto when = text_at(event, field);
+    if (!failure || when >= newest) {
+      failure = ReadinessFailure{text, time_at(event, field)};
       newest = when;
     }
   }
-  return message;
+  return failure;
 }
 
 bool older_than(const std::optional<std::chrono::system_clock::time_point>& since,
@@ -169,13 +173,16 @@ void diagnose_pod(const json& pod, const DiagnosisInput& input, std::vector<Diag
     } else if (status.contains(json::json_pointer("/state/running")) &&
                status.value("started", false) && !status.value("ready", false)) {
       const auto since = time_at(status, "/state/running/startedAt");
-      const auto probe_message = readiness_failure(pod, input.events);
-      if (!since || !probe_message) {
+      const auto failure = readiness_failure(pod, input.events);
+      if (!since || !failure) {
         continue;
       }
-      const bool certain = input.now - *since >= input.never_ready_after;
+      // Measured on the kubelet's own clock (the container's start, the probe's last failure),
+      // so a skewed workstation clock cannot shorten or stretch it.
+      const bool certain =
+          failure->last_seen && *failure->last_seen - *since >= input.never_ready_after;
       found.push_back({FailureKind::kNeverReady, certain, object, container, "Unhealthy",
-                       *probe_message, std::nullopt});
+                       failure->message, std::nullopt});
     }
   }
 }
@@ -217,6 +224,36 @@ std::string Diagnosis::describe() const {
     text += ": " + message;
   }
   return text;
+}
+
+Duration persistence_needed(FailureKind kind) noexcept {
+  switch (kind) {
+    case FailureKind::kImagePull:
+      return kImagePullPersistence;
+    case FailureKind::kFailedCreate:
+      return kFailedCreatePersistence;
+    case FailureKind::kContainerConfig:
+      return kContainerConfigPersistence;
+    default:
+      return Duration::zero();
+  }
+}
+
+std::optional<Diagnosis> PersistenceFilter::apply(std::optional<Diagnosis> diagnosis,
+                                                  Clock::time_point now) {
+  if (!diagnosis) {
+    key_.clear();
+    return diagnosis;
+  }
+  auto key = fmt::format("{}/{}", static_cast<int>(diagnosis->kind), diagnosis->object);
+  if (key != key_) {
+    key_ = std::move(key);
+    since_ = now;
+  }
+  if (diagnosis->certain && now - since_ < persistence_needed(diagnosis->kind)) {
+    diagnosis->certain = false;
+  }
+  return diagnosis;
 }
 
 std::optional<Diagnosis> diagnose(const DiagnosisInput& input) {

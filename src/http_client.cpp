@@ -20,6 +20,7 @@
 #include <boost/beast/ssl.hpp>
 #include <limits>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/errors.hpp"
 
 namespace deployapps {
@@ -53,7 +54,6 @@ std::vector<std::string> HttpResponse::headers_named(std::string_view name) cons
 namespace {
 
 // Time allowed for the TLS close_notify exchange when closing a connection.
-constexpr Duration kShutdownTimeout = std::chrono::milliseconds(500);
 
 bool is_ip_literal(const std::string& host) {
   beast::error_code error;
@@ -534,7 +534,7 @@ class HttpsClient::Impl {
   }
 
   void shutdown(Connection& connection) {
-    set_expiry(connection.stream, Deadline::after(kShutdownTimeout));
+    set_expiry(connection.stream, Deadline::after(kConnectionShutdownTimeout));
     // The server may already have gone; only the goodbye is skipped then.
     (void)run_operation(
         context_, [&](auto handler) { connection.stream.async_shutdown(std::move(handler)); });

@@ -8,49 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "deployapps/deploy_options.hpp"
 #include "deployapps/environment.hpp"
 #include "deployapps/manifests.hpp"
 
 namespace deployapps {
 
-enum class OutputFormat { kText, kJson };
-
-struct DeployOptions {
-  std::vector<std::string> apps;
-  std::optional<std::string> context;
-  std::optional<std::string> kubeconfig;
-  std::optional<std::string> namespace_name;
-  Environment environment = Environment::kLocal;
-  std::optional<std::string> tag;
-  std::vector<std::string> set_values;
-  bool dry_run = false;
-  bool server_dry_run = false;
-  std::string timeout = "5m";
-  // Starting the project's local cluster: a first run builds Kubernetes (measured 20-40 min on
-  // 2 cores), so it has its own budget, apart from --timeout and image builds.
-  std::string cluster_timeout = "90m";
-  int verbosity = 0;
-  OutputFormat output = OutputFormat::kText;
-  std::optional<std::string> repo_root;
-  // Images (issue 5): built and pushed unless --no-build, which deploys an existing tag.
-  bool no_build = false;
-  std::optional<std::string> registry;
-  std::optional<std::string> digest;  // deploy this digest as is: no build, no lookup
-  // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
-  bool no_verify = false;
-  std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
-  bool no_wait = false;                 // apply and return: no rollout watch, no rollback
-  std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
-  std::optional<std::string> report_dir;
-};
-
 // Binds the deploy options to the top-level command.
 void setup_deploy_options(CLI::App& app, DeployOptions& options);
-
-// Checks what the option parser cannot: a production deploy (--env production) that applies and
-// follows a rollout must name a probe URL for every app (one URL, or APP=URL each), so that the
-// in-flight checks run, unless --no-verify turns them off on purpose. Throws UsageError.
-void validate_deploy_options(const DeployOptions& options);
 
 // Runs the program; returns the exit code (0 ok, 1 failed, 2 usage error).
 [[nodiscard]] int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,

@@ -93,7 +93,4 @@ class ExecCredentialSource : public CredentialSource {
 // How long a token file's content is reused before it is read again (client-go's value).
 inline constexpr auto kTokenFileCacheDuration = std::chrono::minutes(1);
 
-// The longest a credential plugin may run (it may wait for a browser login).
-inline constexpr Duration kExecPluginTimeout = std::chrono::minutes(2);
-
 }  // namespace deployapps

@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "deployapps/apply.hpp"
-#include "deployapps/cli.hpp"
+#include "deployapps/budget.hpp"
+#include "deployapps/deploy_options.hpp"
 #include "deployapps/environment.hpp"
 #include "deployapps/kubeconfig.hpp"
 #include "deployapps/manifests.hpp"
@@ -40,11 +41,6 @@ struct DeployReport {
 void print_text(const DeployReport& report, std::ostream& out);
 // The table at the end of a deploy: app, old -> new version, result, duration, rolled back.
 void print_summary(const DeployReport& report, std::ostream& out);
-
-// Image builds get their own deadline: a cold build is slow, and nothing changes meanwhile.
-inline constexpr Duration kBuildTimeout = std::chrono::minutes(20);
-// `scripts/cluster status` and `kubeconfig`: a few kubectl calls.
-inline constexpr Duration kLocalClusterStatusTimeout = std::chrono::seconds(60);
 
 // The lines of `scripts/cluster status` output that name something down, e.g.
 // "kube-scheduler NOT running"; empty when none does.
@@ -114,7 +110,7 @@ class DeployCommand {
   bool report_written_ = false;
   Duration timeout_{};
   Duration cluster_timeout_{};
-  Deadline deadline_ = Deadline::never();
+  Budget budget_ = Budget::unbounded();
   std::vector<RenderedApp> rendered_;
   std::unique_ptr<Repository> repository_;
   std::vector<ValueOverride> overrides_;

@@ -67,4 +67,27 @@ struct DiagnosisInput {
 // The most telling cause, certain ones first; nullopt when nothing looks wrong.
 [[nodiscard]] std::optional<Diagnosis> diagnose(const DiagnosisInput& input);
 
+// How long a cause that looks certain must be seen in a row before it fails a rollout. Some clear
+// up on the next retry: an ErrImagePull or ImagePullBackOff from a registry hiccup (the kubelet
+// pulls again 10 s later), a FailedCreate from a webhook timeout or a quota race (the ReplicaSet
+// controller retries within seconds), a CreateContainerConfigError for a ConfigMap created a
+// moment later. A crash loop, the progress deadline, never ready and an inactive cluster have
+// waited already: 0.
+inline constexpr Duration kImagePullPersistence = std::chrono::seconds(20);
+inline constexpr Duration kFailedCreatePersistence = std::chrono::seconds(15);
+inline constexpr Duration kContainerConfigPersistence = std::chrono::seconds(15);
+[[nodiscard]] Duration persistence_needed(FailureKind kind) noexcept;
+
+// Passes a certain cause on as certain only once the same cause (kind and object) was seen for
+// persistence_needed(kind) in a row; until then it is shown, not acted on.
+class PersistenceFilter {
+ public:
+  [[nodiscard]] std::optional<Diagnosis> apply(std::optional<Diagnosis> diagnosis,
+                                               Clock::time_point now);
+
+ private:
+  std::string key_;  // the cause seen at the last call, "" for none
+  Clock::time_point since_{};
+};
+
 }  // namespace deployapps

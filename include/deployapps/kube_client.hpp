@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/credentials.hpp"
 #include "deployapps/errors.hpp"
 #include "deployapps/http_client.hpp"
@@ -20,8 +21,7 @@
 
 namespace deployapps {
 
-// Defaults for every request; --timeout bounds them all from above.
-inline constexpr Duration kDefaultRequestTimeout = std::chrono::seconds(30);
+// Retries of one request; its timeout is in budget.hpp, and the caller's deadline bounds all.
 inline constexpr int kDefaultMaxRetries = 5;
 inline constexpr Duration kDefaultInitialBackoff = std::chrono::milliseconds(200);
 inline constexpr Duration kDefaultMaxBackoff = std::chrono::seconds(8);

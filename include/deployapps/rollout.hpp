@@ -1,6 +1,7 @@
-// Watching one app's Deployment roll out, judging it like `kubectl rollout status`, diagnosing
-// failures early, rolling back like `kubectl rollout undo`, and checking in-flight traffic
-// (issue 6) while it happens. One AppRollout per app; several run concurrently on threads.
+// One app's rollout: apply, follow it (rollout_follow.hpp) as the judge (rollout_judge.hpp) sees
+// it, check in-flight traffic (inflight_checks.hpp), and on failure restore the exact pod
+// template found before the apply, all within one Budget. One AppRollout per app; several run
+// concurrently on threads.
 #pragma once
 
 #include <atomic>
@@ -12,10 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/console.hpp"
 #include "deployapps/diagnosis.hpp"
 #include "deployapps/kube_client.hpp"
 #include "deployapps/kubeconfig.hpp"
+#include "deployapps/object_snapshot.hpp"
 #include "deployapps/probe/config.hpp"
 #include "deployapps/time.hpp"
 
@@ -45,7 +48,7 @@ struct RolloutSettings {
   std::filesystem::path report_dir;  // the probe's report.json and timeline.png go here
   Duration probe_warmup = std::chrono::seconds(2);  // traffic before the change is applied
   Duration never_ready_after = kNeverReadyAfter;
-  Duration rollback_timeout = std::chrono::minutes(3);
+  Duration object_change_settle = kObjectChangeSettle;
   const std::atomic<int>* interrupts = nullptr;  // Ctrl-C count
   bool wait = true;                              // false: apply and return (--no-wait)
   bool verify = true;  // false (--no-verify): an old pod's non-zero drain exit fails nothing
@@ -79,6 +82,9 @@ struct RolloutTarget {
   std::string namespace_name;
   std::string new_version;
   nlohmann::json deployment;  // the rendered Deployment to apply
+  // The app's other objects (not its Deployment or Namespace): reported, checked and restored
+  // like the pod template when this run changes them.
+  std::vector<RolloutObject> others;
 };
 
 // Applies one app's objects through `apply` (a callback, so that the caller's Applier and plan
@@ -95,25 +101,14 @@ class AppRollout {
   AppRollout& operator=(AppRollout&&) = delete;
 
   // Never throws for a failed rollout: the report says what happened. Throws Error only for
-  // failures before anything changed (then the report is not meaningful).
-  RolloutReport run(const ApplyStep& apply, Deadline deadline);
+  // failures before anything changed (then the report is not meaningful). The rollout is judged
+  // by budget.rollout; a rollback ends by budget.overall.
+  RolloutReport run(const ApplyStep& apply, Budget budget);
 
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// What a watch does after failing: try again after `delay`, or give up. It gives up only where
-// retrying cannot help (401, 403, 404); an unavailable API (no answer, 5xx, 429) is retried,
-// 1, 2, 4, then every 8 s, until the rollout's deadline ends the wait. `http_status` 0: no
-// HTTP answer (connect, TLS, silence).
-struct WatchRetry {
-  bool give_up = false;
-  Duration delay{};
-};
-inline constexpr Duration kWatchRetryFirst = std::chrono::seconds(1);
-inline constexpr Duration kWatchRetryMax = std::chrono::seconds(8);
-[[nodiscard]] WatchRetry watch_retry(int consecutive_failures, unsigned http_status);
 
 // The version a Deployment (or ReplicaSet) template runs: the app.kubernetes.io/version label,
 // else the APP_VERSION variable of the first container, else "".

@@ -10,12 +10,13 @@ namespace deployapps {
 using Clock = std::chrono::steady_clock;
 using Duration = std::chrono::milliseconds;
 
-// A point in time after which an operation must give up. Passed down to every network call so
-// that the command's --timeout bounds everything below it.
+// A point in time after which an operation must give up. Passed down to every network call;
+// budget.hpp derives a deploy's deadlines from --timeout.
 class Deadline {
  public:
   static Deadline after(Duration duration) { return Deadline(Clock::now() + duration); }
   static Deadline never() { return Deadline(Clock::time_point::max()); }
+  static Deadline at(Clock::time_point when) { return Deadline(when); }
 
   [[nodiscard]] Clock::time_point when() const noexcept { return when_; }
   [[nodiscard]] bool is_never() const noexcept { return when_ == Clock::time_point::max(); }

@@ -18,8 +18,6 @@ readonly NPM_VERSION="${NPM_VERSION:-10.9.9}"
 declare -A -r NODE_BINARY_SHA256=(
   [22.23.5]=2f822d544601dfff107f57d945b649d15c5bf6302595735a6bd9cdc7ee9669bd
 )
-# shellcheck disable=SC2034  # used by the scripts that source this file
-readonly APPS=(go-app node-app)
 # Oldest runtimes the apps and their tests support (Fastify 5 needs Node 20; go.mod says 1.26, and
 # older Go >= 1.21 fetches that toolchain itself through GOTOOLCHAIN=auto).
 readonly MIN_NODE_MAJOR=20

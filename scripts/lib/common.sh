@@ -106,6 +106,26 @@ require_commands() {
   done
 }
 
+# Reads the apps (scripts/list-apps: apps/<app>/Dockerfile plus manifests/<app>/values.yaml) into
+# the named array. A folder that is half an app stops the caller, with list-apps' reasons.
+# Arguments: name of an array variable.
+read_apps() {
+  local -n _read_apps_out="$1"
+  local names
+  names="$("${REPO_ROOT}/scripts/list-apps")" || die "scripts/list-apps failed (see above)"
+  mapfile -t _read_apps_out <<<"${names}"
+}
+
+# Fails unless a name is one of the apps. Arguments: the name, what gave it (for the message).
+require_app() {
+  local name="$1" what="$2" apps=() app
+  read_apps apps
+  for app in "${apps[@]}"; do
+    [[ "${app}" == "${name}" ]] && return 0
+  done
+  die "${what}: '${name}' is not an app (apps: ${apps[*]})"
+}
+
 # Prints a whole number from the shared manifests/values.yaml: the shutdown budget the ingress's
 # timeouts and the e2e gate's longest requests derive from. Arguments: top-level section, key.
 shared_value_number() {

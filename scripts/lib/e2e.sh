@@ -106,6 +106,12 @@ e2e_publish_images() {
 # Globals: E2E_BUILD_ID (set).
 e2e_copy_images() {
   ensure_packages skopeo
+  local apps=() listed
+  read_apps apps
+  for listed in "${apps[@]}"; do
+    grep -q "^${listed}=" <<<"${E2E_IMAGES}" \
+      || die "E2E_IMAGES has no ${listed}=REF@sha256:... line (every app of scripts/list-apps needs one)"
+  done
   E2E_BUILD_ID="$(printf '%s\n' "${E2E_IMAGES}" | sha256sum | cut -c1-10)"
   local line app ref digest version copied
   while IFS= read -r line; do

@@ -14,6 +14,7 @@ readonly _DEPLOY_APPS_LINT_CHECKS_SH=1
 readonly LINT_CHECKS=(
   "layout|no top-level folders beyond the fixed layout"
   "registry-hosts|no package registry host names in any file"
+  "layering|the deployer's core (src/, include/) does not include the CLI's header"
   "shellcheck|shellcheck on every bash/sh script (found by shebang or .sh)"
   "actionlint|actionlint on .github/workflows/*.yml (run: blocks go through shellcheck)"
   "hadolint|hadolint on every Dockerfile"
@@ -128,6 +129,27 @@ lint_check_registry_hosts() {
     return 1
   fi
   log "searched ${#LINT_FILES[@]} files"
+}
+
+# The CLI (cli.hpp: CLI11, option binding) sits on top of the core; only the program's entry
+# points include it, so the core stays usable and testable without it.
+lint_check_layering() {
+  local path offenders=()
+  for path in "${LINT_FILES[@]}"; do
+    case "${path}" in
+      src/cli.cpp | src/main.cpp | include/deployapps/cli.hpp) continue ;;
+      src/* | include/*) ;;
+      *) continue ;;
+    esac
+    if grep -q -E '^#include "deployapps/cli\.hpp"' -- "${REPO_ROOT}/${path}"; then
+      offenders+=("${path}")
+    fi
+  done
+  if ((${#offenders[@]} > 0)); then
+    err "the core includes the CLI's header: ${offenders[*]} (use deployapps/deploy_options.hpp)"
+    return 1
+  fi
+  log "no core file includes deployapps/cli.hpp"
 }
 
 lint_check_shellcheck() {

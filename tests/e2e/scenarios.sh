@@ -10,13 +10,14 @@
 #
 #   scenario_rollout APP         1. v1 -> v2 under load on all three paths: 0 failures, long-lived
 #                                   requests finish on v1, old pods exit 0, then v2 only
-#   scenario_both_apps           2. both apps in one deploy-apps call, v2 -> v3, both under load,
+#   scenario_both_apps APP...    2. the apps (every app: scripts/test-e2e passes scripts/list-apps)
+#                                   in one deploy-apps call, v2 -> v3, all under load,
 #                                   plus a 120 s stream and a 60 s request per app and path
 #                                   started just before it: each completes on v2
 #   scenario_broken APP FAULT    3. a release that crashes, never gets ready, or has no image
 #                                   (FAULT crash, unready, missing-image): the deployer exits 1 and
 #                                   rolls back, 0 failures, only the old version ever answers
-#   scenario_noop                4. redeploying what runs: 0 failures, same pods, 0 restarts
+#   scenario_noop APP...         4. redeploying what runs: 0 failures, same pods, 0 restarts
 #   scenario_control APP         5. v1 -> v2 without the safeguards: the probes (Service, Ingress
 #                                   and Gateway) MUST see failures, and the deployer's in-flight
 #                                   checks must roll back (exit 1)
@@ -145,17 +146,17 @@ scenario_rollout() {
 # Also sends the edge-of-budget requests (the longest stream and sleep the contract allows),
 # started just before the rollout, through both paths, alongside the probes' load.
 scenario_both_apps() {
-  e2e_prepare v2 safe go-app node-app
+  e2e_prepare v2 safe "$@"
   local rc=0
   E2E_EDGE_REQUESTS=1
-  e2e_change_under_load both-apps zero-downtime v2 v3 safe go-app node-app || rc=$?
+  e2e_change_under_load both-apps zero-downtime v2 v3 safe "$@" || rc=$?
   E2E_EDGE_REQUESTS=0
   return "${rc}"
 }
 
 scenario_noop() {
-  e2e_prepare v2 safe go-app node-app
-  e2e_change_under_load noop no-op v2 v2 safe go-app node-app
+  e2e_prepare v2 safe "$@"
+  e2e_change_under_load noop no-op v2 v2 safe "$@"
 }
 
 scenario_broken() {

@@ -2,6 +2,7 @@
 
 #include "deployapps/apply.hpp"
 #include "deployapps/errors.hpp"
+#include "deployapps/object_snapshot.hpp"
 #include "support/fake_api.hpp"
 #include "support/temp_dir.hpp"
 
@@ -210,4 +211,75 @@ TEST_CASE("a conflict on other fields is forced, as kubectl --force-conflicts", 
   CHECK(deployapps::replicas_owner_in_conflict(also_image).empty());
   CHECK(deployapps::replicas_owner_in_conflict(deployapps::ApiError("invalid", 422, "Invalid", {}))
             .empty());
+}
+
+TEST_CASE("objects compare by what they declare and not by what the server keeps", "[apply]") {
+  using deployapps::same_object_ignoring_server_fields;
+  const nlohmann::json live = {
+      {"apiVersion", "v1"},
+      {"kind", "Service"},
+      {"metadata",
+       {{"name", "go-app"},
+        {"namespace", "go-app"},
+        {"resourceVersion", "7"},
+        {"uid", "0a"},
+        {"creationTimestamp", "2026-12-05T07:00:00Z"},
+        {"managedFields", nlohmann::json::array({{{"manager", "deploy-apps"}}})},
+        {"labels", {{"app.kubernetes.io/name", "go-app"}}}}},
+      {"spec", {{"clusterIP", "10.0.0.1"}, {"ports", {{{"port", 80}}}}}},
+      {"status", {{"loadBalancer", nlohmann::json::object()}}}};
+  auto dry_run = live;
+  dry_run["metadata"]["resourceVersion"] = "8";
+  dry_run["metadata"]["managedFields"][0]["time"] = "2026-12-05T07:01:00Z";
+  dry_run.erase("status");
+  CHECK(same_object_ignoring_server_fields(live, dry_run));
+  auto annotated = dry_run;
+  annotated["metadata"]["annotations"] = {{"example", "yes"}};
+  CHECK_FALSE(same_object_ignoring_server_fields(live, annotated));
+  auto relabelled = dry_run;
+  relabelled["metadata"]["labels"]["tier"] = "web";
+  CHECK_FALSE(same_object_ignoring_server_fields(live, relabelled));
+  auto moved = dry_run;
+  moved["spec"]["ports"][0]["port"] = 8080;
+  CHECK_FALSE(same_object_ignoring_server_fields(live, moved));
+}
+
+TEST_CASE("a snapshot puts back what an apply changed and retries a conflicting update",
+          "[apply][objects]") {
+  FakeApiServer api;
+  KubeClient client(api.rest_config());
+  Applier applier(client, ApplyOptions{DryRun::kNone, std::string(deployapps::kFieldManager)});
+  auto plan = plan_for(client, "go-app");
+  (void)applier.apply(plan, Deadline::after(10s));
+  std::vector<deployapps::RolloutObject> others;
+  std::string service_path;
+  for (auto& object : plan) {
+    if (object.resource.kind == "Service") {
+      service_path = object.path;
+      object.object["metadata"]["annotations"] = {{"changed", "yes"}};
+      others.push_back({object.display(), object.path, object.object});
+    } else if (object.resource.kind == "PodDisruptionBudget") {
+      others.push_back({object.display(), object.path, object.object});  // unchanged
+    }
+  }
+  REQUIRE(others.size() == 2);
+  const auto before = api.stored(service_path).value();
+  const auto snapshot = deployapps::ObjectSnapshot::take(client, others, Deadline::after(10s));
+  CHECK(snapshot.describe() == "service/go-app");
+  (void)applier.apply(plan, Deadline::after(10s));
+  REQUIRE(api.stored(service_path).value()["metadata"].contains("annotations"));
+
+  SECTION("a controller writing meanwhile costs a retry, not the restore") {
+    api.conflict_next_updates(service_path, 2);
+    const auto outcome = snapshot.restore(client, Deadline::after(10s));
+    CHECK(outcome.ok);
+    CHECK(deployapps::same_object_ignoring_server_fields(api.stored(service_path).value(), before));
+  }
+  SECTION("an update that keeps conflicting is reported, not hidden") {
+    api.conflict_next_updates(service_path, 5);
+    const auto outcome = snapshot.restore(client, Deadline::after(10s));
+    CHECK_FALSE(outcome.ok);
+    REQUIRE(outcome.lines.size() == 1);
+    CHECK_THAT(outcome.lines[0], Catch::Contains("service/go-app NOT restored"));
+  }
 }

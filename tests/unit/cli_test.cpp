@@ -2,11 +2,15 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <fstream>
 #include <sstream>
 
 #include "deployapps/cli.hpp"
+#include "deployapps/object_snapshot.hpp"
 #include "deployapps/rollout.hpp"
 #include "deployapps/yaml_json.hpp"
+#include "probe_test_server.hpp"
 #include "support/fake_api.hpp"
 #include "support/temp_dir.hpp"
 
@@ -219,8 +223,9 @@ TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start o
 namespace {
 
 // A stand-in for scripts/cluster: `status` fails until `up` ran (naming a stopped component),
-// `up` records that it ran, `kubeconfig` prints the path.
-void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path& kubeconfig) {
+// `up` takes `up_seconds` and records that it ran, `kubeconfig` prints the path.
+void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path& kubeconfig,
+                            int up_seconds = 0) {
   repo.dir().write("scripts/cluster",
                    "#!/bin/sh\n"
                    "here=\"$(dirname \"$0\")\"\n"
@@ -228,7 +233,9 @@ void write_cluster_stand_in(const FixtureRepo& repo, const std::filesystem::path
                    "  status) echo \"etcd  running (pid 1)\"\n"
                    "    [ -f \"$here/up-ran\" ] && exit 0\n"
                    "    echo \"kube-scheduler           NOT running\"; exit 1 ;;\n"
-                   "  up) echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
+                   "  up) sleep " +
+                       std::to_string(up_seconds) +
+                       "; echo started >> \"$here/up-ran\"; echo cluster is up ;;\n"
                    "  kubeconfig) echo " +
                        kubeconfig.string() +
                        " ;;\n"
@@ -279,6 +286,22 @@ TEST_CASE("with no cluster configured at all, the local cluster is started and u
     CHECK(named.code == 2);
     CHECK_THAT(named.err, Catch::Contains("context \"fake\" not found"));
   }
+}
+
+TEST_CASE("a local cluster start longer than --timeout does not eat the deploy's budget",
+          "[cli][budget]") {
+  // A cold start builds Kubernetes for half an hour under --cluster-timeout; --timeout starts
+  // after it. Seen on a cold machine: the plan's first request failed at once, "timed out".
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  write_cluster_stand_in(repo, api.write_kubeconfig(dir), 3);
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  const auto result = run_cli(
+      {"--tag", "v1", "--digest", digest, "--no-wait", "--timeout", "2s", "go-app"}, repo);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 0);
+  CHECK(api.stored("/apis/apps/v1/namespaces/go-app/deployments/go-app").has_value());
 }
 
 TEST_CASE("with -o json, stdout holds exactly one document on every path", "[cli]") {
@@ -461,4 +484,128 @@ TEST_CASE("an error after the Deployment was applied is a failed rollout and is 
   // The pre-apply template is back, not v2 left rolling out unwatched.
   CHECK(deployapps::template_version(fake.api.stored(fake.path).value()["spec"]["template"]) ==
         "v1");
+}
+
+TEST_CASE("a stalled API cannot hold a deploy or its rollback past --timeout", "[cli][budget]") {
+  const FixtureRepo repo;
+  FakeWithV1 fake(repo, '1');
+  // v2 applies; then the API stops answering the rollout's lists and the rollback's PATCH, as an
+  // apiserver that stalls mid-rollout does. Before the budget, the rollback had 3 min of its own.
+  fake.api.stall_when([](const deployapps::testing::ReceivedRequest& request) {
+    const auto type = request.headers.find("content-type");
+    return (request.method == "GET" &&
+            request.path == "/apis/apps/v1/namespaces/go-app/deployments") ||
+           (request.method == "PATCH" && type != request.headers.end() &&
+            type->second.find("json-patch") != std::string::npos);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto result =
+      run_cli({"--tag", "v2", "--digest", fake.digest, "--no-verify", "--timeout", "6s", "go-app"},
+              repo, fake.environment);
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 1);
+  CHECK(elapsed < std::chrono::seconds(6 + 5));
+  CHECK_THAT(result.out, Catch::Contains("failed restoring the pre-apply template") &&
+                             Catch::Contains("kubectl -n go-app rollout status deployment/go-app"));
+}
+
+namespace {
+
+// v1 serving on the fake API (its Deployment complete, as the lists report it), a Service
+// template changed since v1 was applied, and a real HTTP server for the in-flight probe that
+// starts failing when `breaks` is set and the changed Service is applied.
+struct ServiceChangeOverV1 {
+  explicit ServiceChangeOverV1(const FixtureRepo& repo, char digest_fill, bool breaks)
+      : fake(repo, digest_fill), server([this](const deployapps::probe::testing::ServerRequest&) {
+          return broken ? deployapps::probe::testing::Reply::status_503
+                        : deployapps::probe::testing::Reply::ok;
+        }) {
+    auto live = fake.api.stored(fake.path).value();
+    live["status"] = {{"observedGeneration", 1},
+                      {"replicas", 2},
+                      {"updatedReplicas", 2},
+                      {"availableReplicas", 2}};
+    fake.api.override_path("GET", fake.path, [live](const deployapps::testing::ReceivedRequest&) {
+      return deployapps::testing::json_reply(200, live);
+    });
+    const json list = {{"metadata", {{"resourceVersion", "1"}}}, {"items", json::array({live})}};
+    fake.api.override_path("GET", "/apis/apps/v1/namespaces/go-app/deployments",
+                           [list](const deployapps::testing::ReceivedRequest&) {
+                             return deployapps::testing::json_reply(200, list);
+                           });
+    const json empty = {{"metadata", {{"resourceVersion", "1"}}}, {"items", json::array()}};
+    for (const auto* collection :
+         {"/apis/apps/v1/namespaces/go-app/replicasets", "/api/v1/namespaces/go-app/pods"}) {
+      fake.api.override_path("GET", collection,
+                             [empty](const deployapps::testing::ReceivedRequest&) {
+                               return deployapps::testing::json_reply(200, empty);
+                             });
+    }
+    if (breaks) {
+      fake.api.on_request([this](const deployapps::testing::ReceivedRequest& request) {
+        if (request.method == "PATCH" && request.path == service_path &&
+            request.query.count("dryRun") == 0) {
+          broken = true;
+        }
+      });
+    }
+    service_before = fake.api.stored(service_path).value();
+    // A change to the Service alone: the pod template stays v1's.
+    const auto service = repo.root() / "manifests" / "templates" / "service.yaml";
+    auto text = deployapps::testing::read_file(service);
+    const std::string spec = "\nspec:\n";
+    REQUIRE(text.find(spec) != std::string::npos);
+    text.replace(text.find(spec), spec.size(),
+                 "\n  annotations:\n    deploy-apps.test/changed: \"yes\"\nspec:\n");
+    std::ofstream(service) << text;
+  }
+
+  Result run(const FixtureRepo& repo) const {
+    return run_cli({"--tag", "v1", "--digest", fake.digest, "--probe-url", server.url(), "go-app"},
+                   repo, fake.environment);
+  }
+
+  FakeWithV1 fake;
+  std::atomic<bool> broken{false};
+  deployapps::probe::testing::TestServer server;
+  const std::string service_path = "/api/v1/namespaces/go-app/services/go-app";
+  json service_before;
+};
+
+}  // namespace
+
+TEST_CASE("a change to the Service alone is reported and checked by the in-flight probe",
+          "[cli][objects]") {
+  const FixtureRepo repo;
+  ServiceChangeOverV1 change(repo, '2', false);
+  const auto result = change.run(repo);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 0);
+  CHECK_THAT(result.out, Catch::Contains("changed without new pods: service/go-app; checking "
+                                         "traffic") &&
+                             !Catch::Contains("unchanged: "));
+  CHECK(change.server.requests() > 0);
+  const auto service = change.fake.api.stored(change.service_path).value();
+  CHECK(service.value(json::json_pointer("/metadata/annotations/deploy-apps.test~1changed"),
+                      std::string()) == "yes");
+}
+
+TEST_CASE("a change to the Service that breaks traffic is restored", "[cli][objects]") {
+  const FixtureRepo repo;
+  ServiceChangeOverV1 change(repo, '3', true);
+  const auto result = change.run(repo);
+  CAPTURE(result.out, result.err);
+  CHECK(result.code == 1);
+  CHECK(change.broken);
+  CHECK_THAT(result.out, Catch::Contains("in-flight check") &&
+                             Catch::Contains("service/go-app restored to its pre-apply state"));
+  // The Service is exactly as before the apply; the pod template was never touched.
+  CHECK(deployapps::same_object_ignoring_server_fields(
+      change.fake.api.stored(change.service_path).value(), change.service_before));
+  CHECK_FALSE(change.fake.api.stored(change.service_path)
+                  .value()
+                  .contains(json::json_pointer("/metadata/annotations")));
+  CHECK(deployapps::template_version(
+            change.fake.api.stored(change.fake.path).value()["spec"]["template"]) == "v1");
 }

@@ -81,25 +81,36 @@ TEST_CASE("a first ErrImagePull is certain only when the image is not found", "[
   CHECK_FALSE(diagnosis->certain);
 }
 
-TEST_CASE("never ready: certain once the container has run unready long enough", "[diagnosis]") {
+TEST_CASE("never ready: certain once the kubelet saw it unready long enough", "[diagnosis]") {
   auto input = recorded("unready", std::chrono::system_clock::now());
   const auto started =
       at(input.new_pods.at(0)["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
              .get<std::string>()
              .c_str());
+  // Recorded: the container started 23:45:17 and its readiness probe last failed 23:45:35,
+  // 18 s of the kubelet's own time.
   input.now = started + 19s;
   auto diagnosis = deployapps::diagnose(input);
   REQUIRE(diagnosis);
   CHECK(diagnosis->kind == FailureKind::kNeverReady);
   CHECK_FALSE(diagnosis->certain);
   CHECK(diagnosis->message == "Readiness probe failed: HTTP probe failed with statuscode: 503");
-  input.now = started + deployapps::kNeverReadyAfter;
+  // The workstation's clock plays no part: an hour ahead, it is still 18 s of failures.
+  input.now = started + 1h;
+  CHECK_FALSE(deployapps::diagnose(input)->certain);
+  input.never_ready_after = 10s;
+  CHECK(deployapps::diagnose(input)->certain);
+  input.never_ready_after = deployapps::kNeverReadyAfter;
+  // The probe still failing 30 s after the start.
+  for (auto& event : input.events) {
+    if (event.value("reason", "") == "Unhealthy") {
+      event["lastTimestamp"] = "2026-11-28T23:45:47Z";
+    }
+  }
+  input.now = started;  // even with a clock behind the cluster's
   diagnosis = deployapps::diagnose(input);
   REQUIRE(diagnosis);
   CHECK(diagnosis->certain);
-  input.never_ready_after = 10s;
-  input.now = started + 19s;
-  CHECK(deployapps::diagnose(input)->certain);
 }
 
 TEST_CASE("never ready needs a failed readiness probe event", "[diagnosis]") {
@@ -240,4 +251,32 @@ TEST_CASE("conditions the controller has not caught up with do not fail a new ro
   const auto diagnosis = deployapps::diagnose(input);
   REQUIRE(diagnosis);
   CHECK(diagnosis->kind == FailureKind::kProgressDeadline);
+}
+
+TEST_CASE("causes that clear on a retry must persist before they count", "[diagnosis]") {
+  deployapps::PersistenceFilter filter;
+  const auto start = deployapps::Clock::now();
+  const deployapps::Diagnosis pull{FailureKind::kImagePull, true,       "pod/go-app-1", "go-app",
+                                   "ImagePullBackOff",      "back-off", std::nullopt};
+  CHECK_FALSE(filter.apply(pull, start)->certain);
+  CHECK_FALSE(filter.apply(pull, start + 19s)->certain);
+  CHECK(filter.apply(pull, start + deployapps::kImagePullPersistence)->certain);
+  // Gone (the retry worked), then back: counted again from its return.
+  CHECK_FALSE(filter.apply(std::nullopt, start + 21s).has_value());
+  CHECK_FALSE(filter.apply(pull, start + 22s)->certain);
+  CHECK(filter.apply(pull, start + 42s)->certain);
+  // Another pod's is a cause of its own.
+  auto other = pull;
+  other.object = "pod/go-app-2";
+  CHECK_FALSE(filter.apply(other, start + 43s)->certain);
+  // A crash loop and the controller's deadline have waited already; an uncertain cause stays so.
+  const deployapps::Diagnosis crash{
+      FailureKind::kCrashLoop, true, "pod/go-app-1", "go-app", "CrashLoopBackOff", "", 1};
+  CHECK(filter.apply(crash, start + 44s)->certain);
+  auto unsure = pull;
+  unsure.certain = false;
+  CHECK_FALSE(filter.apply(unsure, start + 100s)->certain);
+  CHECK(deployapps::persistence_needed(FailureKind::kFailedCreate) == 15s);
+  CHECK(deployapps::persistence_needed(FailureKind::kContainerConfig) == 15s);
+  CHECK(deployapps::persistence_needed(FailureKind::kProgressDeadline) == 0s);
 }

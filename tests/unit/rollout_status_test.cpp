@@ -8,7 +8,9 @@
 #include <sstream>
 
 #include "deployapps/rollout.hpp"
+#include "deployapps/rollout_judge.hpp"
 #include "deployapps/rollout_status.hpp"
+#include "deployapps/rollout_watch.hpp"
 
 using deployapps::RolloutPhase;
 using nlohmann::json;
@@ -264,4 +266,109 @@ TEST_CASE("the drain check waits for each old pod's own grace period", "[rollout
   CHECK(drain_until({soon, deleted}, now, margin) ==
         deployapps::parse_rfc3339("2026-12-04T10:01:35Z"));
   CHECK(drain_until({}, now, margin) == now);
+}
+
+TEST_CASE("the judge: the first rule that applies decides", "[rollout][judge]") {
+  using deployapps::Observation;
+  using Kind = deployapps::Verdict::Kind;
+  // Statuses from the recorded Deployments: one still rolling out, one complete, one whose
+  // controller gave up (ProgressDeadlineExceeded).
+  const auto waiting = deployapps::deployment_rollout_status(fixture("unready-deployment.json"));
+  const auto done = deployapps::deployment_rollout_status(fixture("deployment-v1-complete.json"));
+  const auto gave_up = deployapps::deployment_rollout_status(fixture("deadline-deployment.json"));
+  REQUIRE(waiting.phase == RolloutPhase::kWaiting);
+  REQUIRE(done.phase == RolloutPhase::kDone);
+  REQUIRE(gave_up.phase == RolloutPhase::kFailed);
+  deployapps::Diagnosis crash;
+  crash.kind = deployapps::FailureKind::kCrashLoop;
+  crash.certain = true;
+  crash.object = "pod/go-app-1";
+  crash.reason = "CrashLoopBackOff";
+  auto unsure = crash;
+  unsure.certain = false;
+  unsure.kind = deployapps::FailureKind::kNeverReady;
+  unsure.reason = "NotReady";
+
+  const auto observed = [&](deployapps::RolloutStatus status) {
+    Observation observation;
+    observation.status = std::move(status);
+    return observation;
+  };
+  struct Row {
+    const char* what;
+    Observation observation;
+    Kind kind;
+    const char* why;  // a part of the verdict's reason
+  };
+  std::vector<Row> rows;
+  rows.push_back({"rolling out with nothing wrong goes on", observed(waiting), Kind::kGoOn, ""});
+  {
+    auto o = observed(done);
+    o.probe_failures = 3;
+    o.interrupted = true;
+    o.deadline_passed = true;
+    rows.push_back({"done wins: the checks judge their own failures after it", o, Kind::kDone, ""});
+  }
+  {
+    auto o = observed(waiting);
+    o.diagnosis = crash;
+    o.probe_failures = 1;
+    rows.push_back({"a certain diagnosis fails at once", o, Kind::kFailed, "CrashLoopBackOff"});
+  }
+  {
+    auto o = observed(waiting);
+    o.diagnosis = unsure;
+    rows.push_back({"an uncertain diagnosis is only shown", o, Kind::kGoOn, ""});
+  }
+  {
+    auto o = observed(waiting);
+    o.probe_failures = 1;
+    rows.push_back({"one failed in-flight request fails", o, Kind::kFailed, "requests failed"});
+  }
+  {
+    auto o = observed(waiting);
+    o.drain_failure = "old pod go-app-0 exited 137";
+    rows.push_back({"an old pod killed while draining fails", o, Kind::kFailed, "exited 137"});
+    o.verify = false;
+    rows.push_back({"with --no-verify a drain exit fails nothing", o, Kind::kGoOn, ""});
+  }
+  {
+    auto o = observed(waiting);
+    o.interrupted = true;
+    o.deadline_passed = true;
+    rows.push_back({"Ctrl-C comes before the deadline", o, Kind::kInterrupted, "Ctrl-C"});
+  }
+  rows.push_back({"the controller's progress deadline fails", observed(gave_up), Kind::kFailed,
+                  "exceeded its progress deadline"});
+  {
+    auto o = observed(waiting);
+    o.diagnosis = unsure;
+    o.deadline_passed = true;
+    rows.push_back({"the deadline times out and names the suspect", o, Kind::kTimedOut,
+                    "timed out waiting for the rollout"});
+  }
+  {
+    auto o = observed(gave_up);
+    o.rolling_back = true;
+    o.diagnosis = crash;
+    o.probe_failures = 2;
+    o.drain_failure = "old pod exited 1";
+    rows.push_back(
+        {"a rollback is judged only by done and Ctrl-C and the deadline", o, Kind::kGoOn, ""});
+    o.interrupted = true;
+    rows.push_back({"a further Ctrl-C stops waiting for the rollback", o, Kind::kInterrupted, ""});
+    o.interrupted = false;
+    o.deadline_passed = true;
+    rows.push_back({"the overall deadline stops waiting for the rollback", o, Kind::kTimedOut, ""});
+  }
+  for (const auto& row : rows) {
+    DYNAMIC_SECTION(row.what) {
+      const auto verdict = deployapps::judge(row.observation);
+      CHECK(verdict.kind == row.kind);
+      CHECK_THAT(verdict.why, Catch::Contains(row.why));
+      CHECK(verdict.from_diagnosis ==
+            (row.kind == Kind::kFailed && row.observation.diagnosis &&
+             row.observation.diagnosis->certain && !row.observation.rolling_back));
+    }
+  }
 }

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "deployapps/budget.hpp"
 #include "deployapps/errors.hpp"
 #include "deployapps/time.hpp"
 
@@ -53,4 +54,21 @@ TEST_CASE("RFC 3339 timestamps", "[time]") {
   CHECK(deployapps::parse_rfc3339("2026-01-02T03:04:05.250Z") - base == 250ms);
   CHECK_THROWS_AS(deployapps::parse_rfc3339("2026-01-02 03:04"), deployapps::ConfigError);
   CHECK_THROWS_AS(deployapps::parse_rfc3339("yesterday"), deployapps::ConfigError);
+}
+
+TEST_CASE("a rollback keeps a third of --timeout within 5 s and 2 min", "[time][budget]") {
+  using deployapps::rollback_reserve;
+  using std::chrono::minutes;
+  using std::chrono::seconds;
+  CHECK(rollback_reserve(seconds(6)) == seconds(5));
+  CHECK(rollback_reserve(minutes(5)) == seconds(100));
+  CHECK(rollback_reserve(minutes(60)) == minutes(2));
+  // The rollout gets the rest, and never less than half of a short timeout.
+  const auto now = deployapps::Clock::now();
+  const auto budget = deployapps::Budget::starting_now(seconds(6));
+  CHECK(budget.overall.when() - now >= seconds(6));
+  CHECK(budget.overall.when() - now < seconds(7));
+  CHECK(budget.overall.when() - budget.rollout.when() == seconds(3));
+  const auto standard = deployapps::Budget::starting_now(minutes(5));
+  CHECK(standard.overall.when() - standard.rollout.when() == seconds(100));
 }

@@ -54,6 +54,21 @@ void FakeApiServer::override_path(const std::string& method, const std::string& 
   overrides_[method + " " + path] = std::move(reply);
 }
 
+void FakeApiServer::stall_when(std::function<bool(const ReceivedRequest&)> matches) {
+  const std::lock_guard lock(mutex_);
+  stalls_.push_back(std::move(matches));
+}
+
+void FakeApiServer::on_request(std::function<void(const ReceivedRequest&)> observer) {
+  const std::lock_guard lock(mutex_);
+  observers_.push_back(std::move(observer));
+}
+
+void FakeApiServer::conflict_next_updates(const std::string& path, int count) {
+  const std::lock_guard lock(mutex_);
+  conflicts_[path] = count;
+}
+
 void FakeApiServer::reject_pods(const json& status) {
   const std::lock_guard lock(mutex_);
   pod_rejection_ = status;
@@ -94,6 +109,16 @@ std::filesystem::path FakeApiServer::write_kubeconfig(const TempDir& dir) const 
 
 ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
   const std::lock_guard lock(mutex_);
+  for (const auto& observe : observers_) {
+    observe(request);
+  }
+  for (const auto& matches : stalls_) {
+    if (matches(request)) {
+      ServerReply silence;
+      silence.hang = true;
+      return silence;
+    }
+  }
   if (const auto it = overrides_.find(request.method + " " + request.path);
       it != overrides_.end()) {
     return it->second(request);
@@ -119,6 +144,29 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     }
     auto pod = json::parse(request.body);
     return json_reply(201, pod);
+  }
+  // An update replaces a stored object, if the resourceVersion it names is still current.
+  if (request.method == "PUT" || request.method == "DELETE") {
+    const auto existing = objects_.find(request.path);
+    if (existing == objects_.end()) {
+      return json_reply(404, status_body(404, "NotFound", request.path + " not found"));
+    }
+    if (request.method == "DELETE") {
+      objects_.erase(existing);
+      return json_reply(200, status_body(200, "", "deleted"));
+    }
+    if (auto& conflicts = conflicts_[request.path]; conflicts > 0) {
+      --conflicts;
+      return json_reply(409, status_body(409, "Conflict", "the object has been modified"));
+    }
+    auto replacement = json::parse(request.body);
+    if (replacement.value(json::json_pointer("/metadata/resourceVersion"), std::string()) !=
+        existing->second.value(json::json_pointer("/metadata/resourceVersion"), std::string())) {
+      return json_reply(409, status_body(409, "Conflict", "the object has been modified"));
+    }
+    replacement["metadata"]["resourceVersion"] = std::to_string(++next_version_);
+    existing->second = replacement;
+    return json_reply(200, replacement);
   }
   // A JSON patch (the rollback's) changes a stored object in place.
   if (request.method == "PATCH" &&

@@ -1,0 +1,68 @@
+// Every timeout of a deploy, in one place, and the budget that --timeout gives a deploy.
+//
+// The timeline of one `deploy-apps` run:
+//   git describe                kGitTimeout
+//   local cluster status/start  kLocalClusterStatusTimeout, then --cluster-timeout
+//   image builds and pushes     kBuildTimeout (nothing in the cluster changes meanwhile)
+//   plan, apply, rollout,       --timeout, as a Budget: every request, watch, drain wait and
+//   drain, rollback             rollback below it ends by Budget::overall
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+
+#include "deployapps/time.hpp"
+
+namespace deployapps {
+
+// `git describe` and `git status`, for the version tag.
+inline constexpr Duration kGitTimeout = std::chrono::seconds(10);
+// `scripts/cluster status` and `kubeconfig`: a few kubectl calls.
+inline constexpr Duration kLocalClusterStatusTimeout = std::chrono::seconds(60);
+// Image builds get their own deadline: a cold build is slow, and nothing changes meanwhile.
+inline constexpr Duration kBuildTimeout = std::chrono::minutes(20);
+// The longest a credential plugin may run (it may wait for a browser login).
+inline constexpr Duration kExecPluginTimeout = std::chrono::minutes(2);
+// One API request (a retry gets a new one); the budget's deadline cuts it shorter.
+inline constexpr Duration kDefaultRequestTimeout = std::chrono::seconds(30);
+// Closing a TLS connection politely before dropping it.
+inline constexpr Duration kConnectionShutdownTimeout = std::chrono::milliseconds(500);
+// Server-side watch length; the watch is resumed from its last resourceVersion after it. Short,
+// so that silence is news: the server ends every watch after this, events or not.
+inline constexpr int kWatchTimeoutSeconds = 30;
+// No byte for this long on a watch (or no progress connecting to it) means the connection is
+// dead: a healthy server would have ended the watch by now. Within 45 s, as issue 18 asks.
+inline constexpr Duration kWatchIdleTimeout = std::chrono::seconds(kWatchTimeoutSeconds + 15);
+// How long the in-flight checks watch traffic after a change that replaces no pod (a Service,
+// Ingress or NetworkPolicy alone): the ingress controller and kube-proxy act on it within
+// seconds (Traefik batches provider updates for 2 s).
+inline constexpr Duration kObjectChangeSettle = std::chrono::seconds(5);
+// Old pods get their own termination grace period plus this to report an exit code.
+inline constexpr Duration kDrainMargin = std::chrono::seconds(15);
+
+// The part of --timeout kept for a rollback: a third, at least 5 s and at most 2 min. The
+// rollout (and the old pods' drain) must be judged by then; the rollback ends by the overall
+// deadline, so a failed deploy exits within --timeout too.
+inline constexpr Duration kRollbackReserveMin = std::chrono::seconds(5);
+inline constexpr Duration kRollbackReserveMax = std::chrono::minutes(2);
+
+[[nodiscard]] constexpr Duration rollback_reserve(Duration timeout) {
+  return std::clamp<Duration>(timeout / 3, kRollbackReserveMin, kRollbackReserveMax);
+}
+
+// --timeout, started when the first change may be made (after the builds).
+struct Budget {
+  Deadline rollout;  // waiting for the rollout and the drain stops here
+  Deadline overall;  // everything, the rollback included, ends here
+
+  static Budget starting_now(Duration timeout) {
+    const auto now = Clock::now();
+    // A timeout shorter than the reserve leaves half of it to the rollout.
+    const auto reserve = std::min(rollback_reserve(timeout), timeout / 2);
+    return {Deadline::at(now + timeout - reserve), Deadline::at(now + timeout)};
+  }
+  // No bound at all (for tests and tools that wait as long as it takes).
+  static Budget unbounded() { return {Deadline::never(), Deadline::never()}; }
+};
+
+}  // namespace deployapps

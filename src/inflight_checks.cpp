@@ -1,0 +1,83 @@
+#include "deployapps/inflight_checks.hpp"
+
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "deployapps/probe/probe.hpp"
+
+namespace deployapps {
+
+InFlightChecks::InFlightChecks(std::string app, Console& console)
+    : app_(std::move(app)), console_(console) {}
+
+InFlightChecks::~InFlightChecks() = default;
+
+void InFlightChecks::start(probe::Config config, Duration warmup) {
+  config.duration = std::chrono::hours(1);  // stopped explicitly
+  probe_ = std::make_unique<probe::Probe>(config);
+  console_.line(app_,
+                fmt::format("in-flight checks: traffic to {}{}", config.url,
+                            config.host_header.empty() ? std::string()
+                                                       : " (Host: " + config.host_header + ")"));
+  probe_->start();
+  // Long requests and streams must be in flight before anything changes.
+  std::this_thread::sleep_for(warmup);
+  probe_->mark(probe::kRolloutStart);
+}
+
+std::size_t InFlightChecks::failure_count() const {
+  return probe_ ? probe_->failure_count() : 0;
+}
+
+std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& report_dir) {
+  if (!probe_) {
+    return std::nullopt;
+  }
+  probe_->mark(probe::kRolloutEnd);
+  probe_->stop_and_wait();
+  const auto result = probe_->report();
+  probe_.reset();
+  CheckOutcome outcome;
+  outcome.requests = result.records().size();
+  outcome.failures = result.failures().size();
+  const auto summary = result.summary();
+  outcome.judged = summary.requests - summary.cancelled;
+  if (!report_dir.empty()) {
+    const auto write = [&](const char* name, const char* what, auto&& write_to) {
+      try {
+        std::filesystem::create_directories(report_dir);
+        const auto path = report_dir / name;
+        write_to(path);
+        outcome.reports_written.push_back(path.string());
+      } catch (const std::exception& error) {
+        console_.line(app_, fmt::format("{}: {}", what, error.what()));
+      }
+    };
+    write("probe.json", "warning: probe report not written", [&](const auto& path) {
+      std::ofstream file(path, std::ios::trunc);
+      file << result.to_json().dump(2) << '\n';
+    });
+    write("junit.xml", "warning: JUnit report not written", [&](const auto& path) {
+      std::ofstream file(path, std::ios::trunc);
+      file << result.to_junit(app_ + " rollout");
+    });
+    // The chart is an extra: without gnuplot the JSON report still holds every figure.
+    write("timeline.png", "note: no chart drawn",
+          [&](const auto& path) { result.write_chart(path); });
+  }
+  if (result.failed()) {
+    const auto failures = result.failures();
+    const auto& first = failures.front();
+    outcome.failure = fmt::format(
+        "in-flight check: {} of {} requests failed; first: {} {} at +{} ({}{}{})", failures.size(),
+        outcome.requests, probe::to_string(first.kind), probe::to_string(first.error),
+        format_duration(std::chrono::duration_cast<Duration>(first.start)), first.detail,
+        first.connection_served_by.empty() ? "" : ", connection to pod ",
+        first.connection_served_by);
+  }
+  return outcome;
+}
+
+}  // namespace deployapps
