@@ -1,0 +1,3 @@
+module deployapps/faultproxy
+
+go 1.26.0
