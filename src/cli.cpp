@@ -102,10 +102,11 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
       ->default_str("text");
   app.add_flag("--no-build", options.no_build,
                "Deploy an existing image tag (--tag, default the git commit) instead of building");
-  app.add_option("--digest", options.digest,
-                 "Deploy this image digest (sha256:...) from the registry as is: no build and no "
-                 "lookup, e.g. an image CI built")
-      ->type_name("DIGEST");
+  app.add_option("--digest", options.digests,
+                 "Deploy this image digest from the registry as is, no build and no lookup (e.g. "
+                 "the image index CI tested): DIGEST for every app, or APP=DIGEST for each")
+      ->type_name("[APP=]sha256:HEX")
+      ->allow_extra_args(false);
   app.add_option("--registry", options.registry,
                  "Registry to push to and pull from (default: image.registry of the values, "
                  "127.0.0.1:5000 for the local cluster)")

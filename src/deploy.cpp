@@ -330,6 +330,10 @@ RenderRequest DeployCommand::render_request(const std::string& app) const {
   request.tag = tags_.at(app);
   request.namespace_name = options_.namespace_name;
   request.overrides = overrides_;
+  // A dry run shows the image a --digest deploy would apply.
+  if (const auto pinned = pinned_digests_.find(app); pinned != pinned_digests_.end()) {
+    request.image_digest = pinned->second;
+  }
   return request;
 }
 
@@ -372,10 +376,7 @@ void DeployCommand::prepare() {
       throw UsageError(fmt::format("--probe-url: {}", error.what()));
     }
   }
-  if (options_.digest && !std::regex_match(*options_.digest, std::regex("sha256:[0-9a-f]{64}"))) {
-    throw UsageError(
-        fmt::format("invalid --digest \"{}\": expected sha256:<64 hex digits>", *options_.digest));
-  }
+  pinned_digests_ = pinned_digests(options_);
   for (const auto& app : options_.apps) {
     tags_[app] = options_.tag.value_or(default_image_tag(repository.root(), app));
   }
@@ -758,11 +759,11 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     request.deadline = build_deadline;
     return request;
   };
-  if (options_.digest) {
+  if (!pinned_digests_.empty()) {
     for (const auto& app : rendered_) {
-      digests[app.app] = *options_.digest;
+      digests[app.app] = pinned_digests_.at(app.app);
       console.line(app.app,
-                   fmt::format("image pinned to {} as given (not looked up)", *options_.digest));
+                   fmt::format("image pinned to {} as given (not looked up)", digests[app.app]));
     }
   } else if (options_.no_build) {
     // Looked up before anything changes: a missing tag is bad input.

@@ -13,6 +13,7 @@ namespace {
 // A signal handler can only reach static storage; a lock-free atomic is async-signal-safe.
 std::atomic<int> g_interrupts{0};
 std::atomic<int> g_exit_at{0};
+std::atomic<bool> g_last_was_ctrl_c{false};
 static_assert(std::atomic<int>::is_always_lock_free);
 
 // What the handler writes before _exit. Published by g_exit_at (release, then acquire).
@@ -24,6 +25,7 @@ std::size_t g_document_size = 0;
 
 struct sigaction g_previous_int {};
 struct sigaction g_previous_term {};
+struct sigaction g_previous_hup {};
 
 void write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
@@ -43,10 +45,16 @@ void write_all(int fd, const char* data, std::size_t size) {
   ::_exit(kInterruptedExitCode);
 }
 
-extern "C" void on_interrupt(int /*signal*/) {
+// Past the first interrupt, only a Ctrl-C ends the process at once (see the header).
+bool ends_process(int count, int exit_at, bool ctrl_c) {
+  return exit_at > 0 && count >= exit_at && (count == 1 || ctrl_c);
+}
+
+extern "C" void on_interrupt(int signal) {
+  const bool ctrl_c = signal == SIGINT;
+  g_last_was_ctrl_c.store(ctrl_c, std::memory_order_relaxed);
   const int count = g_interrupts.fetch_add(1, std::memory_order_relaxed) + 1;
-  const int exit_at = g_exit_at.load(std::memory_order_acquire);
-  if (exit_at > 0 && count >= exit_at) {
+  if (ends_process(count, g_exit_at.load(std::memory_order_acquire), ctrl_c)) {
     exit_now();
   }
 }
@@ -68,11 +76,13 @@ InterruptCounter::InterruptCounter() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGINT, &action, &g_previous_int);
   sigaction(SIGTERM, &action, &g_previous_term);
+  sigaction(SIGHUP, &action, &g_previous_hup);
 }
 
 InterruptCounter::~InterruptCounter() {
   sigaction(SIGINT, &g_previous_int, nullptr);
   sigaction(SIGTERM, &g_previous_term, nullptr);
+  sigaction(SIGHUP, &g_previous_hup, nullptr);
   g_exit_at.store(0);
 }
 
@@ -84,7 +94,7 @@ void InterruptCounter::exit_at(int nth, std::string_view message, std::string_vi
   g_document_size = copy_text(document, g_document);
   g_exit_at.store(nth, std::memory_order_release);
   // An interrupt that came before this call counts: exit now if it already reached `nth`.
-  if (nth > 0 && g_interrupts.load() >= nth) {
+  if (ends_process(g_interrupts.load(), nth, g_last_was_ctrl_c.load())) {
     exit_now();
   }
 }

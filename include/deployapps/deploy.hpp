@@ -114,7 +114,8 @@ class DeployCommand {
   std::vector<RenderedApp> rendered_;
   std::unique_ptr<Repository> repository_;
   std::vector<ValueOverride> overrides_;
-  std::map<std::string, std::string> tags_;  // app -> version (image tag)
+  std::map<std::string, std::string> tags_;            // app -> version (image tag)
+  std::map<std::string, std::string> pinned_digests_;  // app -> --digest, when given
 };
 
 }  // namespace deployapps

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,7 +34,9 @@ struct DeployOptions {
   // Images (issue 5): built and pushed unless --no-build, which deploys an existing tag.
   bool no_build = false;
   std::optional<std::string> registry;
-  std::optional<std::string> digest;  // deploy this digest as is: no build, no lookup
+  // --digest: deploy these digests as they are, no build and no lookup. "DIGEST" for every app,
+  // or "APP=DIGEST" each (CI promotes each app's tested image index in one run).
+  std::vector<std::string> digests;
   // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
   bool no_verify = false;
   std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
@@ -46,5 +49,11 @@ struct DeployOptions {
 // follows a rollout must name a probe URL for every app (one URL, or APP=URL each), so that the
 // in-flight checks run, unless --no-verify turns them off on purpose. Throws UsageError.
 void validate_deploy_options(const DeployOptions& options);
+
+// The digest each app is pinned to by --digest (empty when none is given): a bare DIGEST applies
+// to every app without an APP=DIGEST of its own. Each must be sha256:<64 hex digits>, name an
+// app being deployed at most once, and, once any is given, every app must get one (a run that
+// builds some apps and promotes others is a mistake, not a plan). Throws UsageError.
+std::map<std::string, std::string> pinned_digests(const DeployOptions& options);
 
 }  // namespace deployapps

@@ -87,6 +87,9 @@ TEST_CASE("help exits 0", "[cli]") {
                              Catch::Contains("--server-dry-run") && Catch::Contains("--timeout"));
 }
 
+const std::string kDigestA = "sha256:" + std::string(64, 'a');
+const std::string kDigestB = "sha256:" + std::string(64, 'b');
+
 TEST_CASE("usage errors exit 2 with a clear message", "[cli]") {
   const FixtureRepo repo;
   const auto [args, message] = GENERATE(table<std::vector<std::string>, std::string>({
@@ -105,6 +108,14 @@ TEST_CASE("usage errors exit 2 with a clear message", "[cli]") {
       {{"--min-requests", "100", "--no-verify", "go-app"},
        "--min-requests needs the in-flight checks"},
       {{"--min-requests", "lots", "go-app"}, "--min-requests"},
+      {{"--digest", "sha256:abc", "go-app"}, "invalid --digest \"sha256:abc\""},
+      {{"--digest", "node-app=" + kDigestA, "go-app"}, "node-app is not being deployed"},
+      {{"--digest", "go-app=" + kDigestA, "go-app", "node-app"},
+       "--digest pins some apps but not node-app"},
+      {{"--digest", "go-app=" + kDigestA, "--digest", "go-app=" + kDigestB, "go-app"},
+       "--digest for go-app is given more than once"},
+      {{"--digest", kDigestA, "--digest", kDigestB, "go-app"},
+       "--digest without APP= is given more than once"},
   }));
   CAPTURE(args);
   const auto result = run_cli(args, repo);
@@ -211,6 +222,43 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
   }();
   CHECK(rejected.code == 1);
   CHECK_THAT(rejected.err, Catch::Contains("violates PodSecurity"));
+}
+
+TEST_CASE("a digest per app pins each app to its own image in one run (--digest APP=DIGEST)",
+          "[cli][digest]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  TempDir dir;
+  const std::map<std::string, std::string> environment{
+      {"KUBECONFIG", api.write_kubeconfig(dir).string()}};
+  const auto image_of = [&](const std::string& app) {
+    const auto deployment = api.stored("/apis/apps/v1/namespaces/" + app + "/deployments/" + app);
+    REQUIRE(deployment);
+    return deployment->at(json::json_pointer("/spec/template/spec/containers/0/image"))
+        .get<std::string>();
+  };
+  const auto result = run_cli({"--tag", "v1", "--digest", "node-app=" + kDigestB, "--digest",
+                               "go-app=" + kDigestA, "--no-wait", "go-app", "node-app"},
+                              repo, environment);
+  CAPTURE(result.err);
+  REQUIRE(result.code == 0);
+  CHECK_THAT(image_of("go-app"), Catch::EndsWith("/go-app@" + kDigestA));
+  CHECK_THAT(image_of("node-app"), Catch::EndsWith("/node-app@" + kDigestB));
+  // A bare digest covers the apps not named.
+  const auto mixed = run_cli({"--tag", "v2", "--digest", kDigestB, "--digest",
+                              "node-app=" + kDigestA, "--no-wait", "go-app", "node-app"},
+                             repo, environment);
+  CAPTURE(mixed.err);
+  REQUIRE(mixed.code == 0);
+  CHECK_THAT(image_of("go-app"), Catch::EndsWith("/go-app@" + kDigestB));
+  CHECK_THAT(image_of("node-app"), Catch::EndsWith("/node-app@" + kDigestA));
+  // A dry run renders the same pins.
+  const auto dry = run_cli({"--dry-run", "--digest", "node-app=" + kDigestB, "--digest",
+                            "go-app=" + kDigestA, "go-app", "node-app"},
+                           repo);
+  REQUIRE(dry.code == 0);
+  CHECK_THAT(dry.out,
+             Catch::Contains("/go-app@" + kDigestA) && Catch::Contains("/node-app@" + kDigestB));
 }
 
 TEST_CASE("with no kubeconfig and no local cluster, the hint says how to start one", "[cli]") {

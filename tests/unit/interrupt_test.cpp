@@ -41,11 +41,15 @@ struct Exit {
   std::string out;
 };
 
-// Runs deploy-apps with `args`, sends SIGINT at each of `signals` (from the start), and waits
-// at most `limit` after the last one for it to end (then kills it).
+struct Signal {
+  std::chrono::milliseconds at;  // from the start
+  int number = SIGINT;
+};
+
+// Runs deploy-apps with `args`, sends each of `signals`, and waits at most `limit` after the
+// last one for it to end (then kills it).
 Exit run_interrupted(const std::vector<std::string>& args, const FixtureRepo& repo,
-                     const std::filesystem::path& kubeconfig,
-                     const std::vector<std::chrono::milliseconds>& signals,
+                     const std::filesystem::path& kubeconfig, const std::vector<Signal>& signals,
                      std::chrono::seconds limit) {
   const TempDir dir;
   const auto out_path = dir.path() / "stdout";
@@ -78,9 +82,9 @@ Exit run_interrupted(const std::vector<std::string>& args, const FixtureRepo& re
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(spawned == 0);
   const auto started = std::chrono::steady_clock::now();
-  for (const auto at : signals) {
-    std::this_thread::sleep_until(started + at);
-    ::kill(pid, SIGINT);
+  for (const auto& signal : signals) {
+    std::this_thread::sleep_until(started + signal.at);
+    ::kill(pid, signal.number);
   }
   const auto last = std::chrono::steady_clock::now();
   Exit result;
@@ -110,6 +114,9 @@ const std::string kDigest = "sha256:" + std::string(64, 'd');
 
 TEST_CASE("Ctrl-C before anything is applied ends the command at once, exit 130",
           "[interrupt][cli]") {
+  // SIGTERM and SIGHUP (a supervisor, a closed terminal) too.
+  const int number = GENERATE(SIGINT, SIGTERM, SIGHUP);
+  CAPTURE(number);
   const FixtureRepo repo;
   FakeApiServer api;
   const TempDir dir;
@@ -117,9 +124,9 @@ TEST_CASE("Ctrl-C before anything is applied ends the command at once, exit 130"
   api.override_path("GET", "/api/v1", stall);
   const auto result = run_interrupted(
       {"--tag", "v1", "--digest", kDigest, "--timeout", "60s", "-o", "json", "go-app"}, repo,
-      api.write_kubeconfig(dir), {1500ms}, 10s);
+      api.write_kubeconfig(dir), {{1500ms, number}}, 10s);
   CAPTURE(result.err, result.out);
-  CHECK(result.exited);  // not killed by SIGINT's default action
+  CHECK(result.exited);  // not killed by the signal's default action
   CHECK(result.code == 130);
   CHECK(result.after_last_signal < 3s);
   CHECK_THAT(result.err, Catch::Contains("nothing changed"));
@@ -136,11 +143,38 @@ TEST_CASE("a second Ctrl-C exits 130 at once, naming what may be left", "[interr
   api.override_path("GET", "/apis/apps/v1/namespaces/go-app/deployments/go-app", stall);
   const auto result =
       run_interrupted({"--tag", "v1", "--digest", kDigest, "--timeout", "60s", "go-app"}, repo,
-                      api.write_kubeconfig(dir), {1500ms, 2500ms}, 10s);
+                      api.write_kubeconfig(dir), {{1500ms}, {2500ms}}, 10s);
   CAPTURE(result.err);
   CHECK(result.exited);
   CHECK(result.code == 130);
   CHECK(result.after_last_signal < 3s);  // not the 60 s --timeout
   CHECK_THAT(result.err, Catch::Contains("second Ctrl-C") &&
                              Catch::Contains("kubectl -n go-app rollout status deployment/go-app"));
+}
+
+TEST_CASE("a SIGTERM after a Ctrl-C does not end the deploy at once", "[interrupt][cli]") {
+  const FixtureRepo repo;
+  FakeApiServer api;
+  const TempDir dir;
+  // As GitHub cancels a job: SIGINT, then SIGTERM (7.5 s later there; 1 s here). The read of
+  // the live Deployment stalls, so the deploy is still stopping when the SIGTERM comes; it must
+  // go on until that read's deadline (the rollout's 8 s of --timeout 12s), not exit at once as
+  // after a second Ctrl-C.
+  api.override_path("GET", "/apis/apps/v1/namespaces/go-app/deployments/go-app", stall);
+  const auto result =
+      run_interrupted({"--tag", "v1", "--digest", kDigest, "--timeout", "12s", "go-app"}, repo,
+                      api.write_kubeconfig(dir), {{1500ms, SIGINT}, {2500ms, SIGTERM}}, 20s);
+  CAPTURE(result.err, result.out);
+  CHECK(result.exited);
+  CHECK(result.code != 0);
+  CHECK(result.after_last_signal > 3s);  // the budget ended it, about 5.5 s after the SIGTERM
+  CHECK_THAT(result.err, !Catch::Contains("second Ctrl-C"));
+  // A Ctrl-C after the SIGTERM still ends it at once.
+  const auto insisted = run_interrupted(
+      {"--tag", "v1", "--digest", kDigest, "--timeout", "60s", "go-app"}, repo,
+      api.write_kubeconfig(dir), {{1500ms, SIGINT}, {2500ms, SIGTERM}, {3500ms, SIGINT}}, 10s);
+  CAPTURE(insisted.err);
+  CHECK(insisted.code == 130);
+  CHECK(insisted.after_last_signal < 3s);
+  CHECK_THAT(insisted.err, Catch::Contains("second Ctrl-C"));
 }
