@@ -57,7 +57,7 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
     };
     write("probe.json", "warning: probe report not written", [&](const auto& path) {
       std::ofstream file(path, std::ios::trunc);
-      file << result.to_json().dump(2) << '\n';
+      result.write_json(file);
     });
     write("junit.xml", "warning: JUnit report not written", [&](const auto& path) {
       std::ofstream file(path, std::ios::trunc);

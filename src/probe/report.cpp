@@ -468,11 +468,8 @@ std::vector<Record> Report::failures() const {
   return failed;
 }
 
-nlohmann::json Report::to_json() const {
-  json records = json::array();
-  for (const Record& record : records_) {
-    records.push_back(record_json(record));
-  }
+// Everything but the records.
+json Report::head_json() const {
   json marks = json::array();
   for (const Mark& mark : marks_) {
     marks.push_back({{"name", mark.name}, {"at_us", mark.at.count()}});
@@ -483,8 +480,32 @@ nlohmann::json Report::to_json() const {
             {"started_at", info_.started_at},
             {"elapsed_us", info_.elapsed.count()}}},
           {"summary", summary_json(summary())},
-          {"marks", std::move(marks)},
-          {"records", std::move(records)}};
+          {"marks", std::move(marks)}};
+}
+
+nlohmann::json Report::to_json() const {
+  json records = json::array();
+  for (const Record& record : records_) {
+    records.push_back(record_json(record));
+  }
+  auto document = head_json();
+  document["records"] = std::move(records);
+  return document;
+}
+
+void Report::write_json(std::ostream& out) const {
+  const auto head = head_json();
+  out << "{\n";
+  for (const auto& [key, value] : head.items()) {
+    out << json(key).dump() << ": " << value.dump(2) << ",\n";
+  }
+  out << "\"records\": [";
+  const char* separator = "\n";
+  for (const Record& record : records_) {
+    out << separator << record_json(record).dump();
+    separator = ",\n";
+  }
+  out << "\n]\n}\n";
 }
 
 Report Report::from_json(const nlohmann::json& in) {

@@ -17,7 +17,7 @@ constexpr auto kPollInterval = std::chrono::milliseconds(50);
 
 void write_json(const Report& report, const std::filesystem::path& path) {
   std::ofstream file(path, std::ios::trunc);
-  file << report.to_json().dump(2) << '\n';
+  report.write_json(file);
   file.close();
   if (!file) {
     throw Error("cannot write the probe report " + path.string());

@@ -1,6 +1,9 @@
 // The summary math, JSON round trip and text, on synthetic records with known answers.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "deployapps/probe/report.hpp"
 
@@ -264,6 +267,16 @@ TEST_CASE("report: JSON round trip keeps every field", "[probe][report]") {
   CHECK(json.at("records")[2].at("response_us").is_null());
   CHECK(json.at("records")[0].at("kind") == "keepalive-get");
   CHECK(json.at("probe").at("host_header") == "app.localhost");
+
+  // The streamed writer gives the same document, a record per line.
+  std::ostringstream written;
+  original.write_json(written);
+  const auto text = written.str();
+  CHECK(nlohmann::json::parse(text) == original.to_json());
+  CHECK(std::count(text.begin(), text.end(), '\n') >= 3 + 3);
+  std::ostringstream empty;
+  report_of({}).write_json(empty);
+  CHECK(nlohmann::json::parse(empty.str()).at("records").empty());
 }
 
 TEST_CASE("report: malformed JSON is rejected", "[probe][report]") {

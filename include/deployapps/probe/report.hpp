@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -188,6 +189,9 @@ class Report {
   // std::invalid_argument on malformed input.
   [[nodiscard]] nlohmann::json to_json() const;
   [[nodiscard]] static Report from_json(const nlohmann::json& in);
+  // The same document written record by record, a line each: a JSON tree of every record took
+  // about 2 KB per record (tens of MB for a rollout) just to be dumped.
+  void write_json(std::ostream& out) const;
 
   // For people: totals, failures by class, versions, switch-over, latency, the first failures.
   [[nodiscard]] std::string summary_text() const;
@@ -205,6 +209,8 @@ class Report {
   bool operator==(const Report&) const = default;
 
  private:
+  [[nodiscard]] nlohmann::json head_json() const;  // the document without its records
+
   RunInfo info_;
   std::vector<Record> records_;
   std::vector<Mark> marks_;
