@@ -37,7 +37,7 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
   }
   probe_->mark(probe::kRolloutEnd);
   probe_->stop_and_wait();
-  const auto result = probe_->report();
+  const auto result = probe_->take_report();
   probe_.reset();
   CheckOutcome outcome;
   outcome.requests = result.records().size();

@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -139,6 +140,7 @@ class Probe::Impl {
   [[nodiscard]] std::size_t completed_count() const noexcept { return completed_.load(); }
   [[nodiscard]] bool running() const noexcept { return running_.load(); }
   [[nodiscard]] Report report() const;
+  [[nodiscard]] Report take_report();
 
  private:
   [[nodiscard]] Offset now() const {
@@ -406,6 +408,13 @@ Report Probe::Impl::report() const {
   return {std::move(info), records_, marks_};
 }
 
+Report Probe::Impl::take_report() {
+  std::lock_guard lock(mutex_);
+  RunInfo info{config_.url, host_header_, rfc3339_utc(started_wall_),
+               ended_ ? *ended_ : (clock_started_ ? now() : Offset{0})};
+  return {std::move(info), std::exchange(records_, {}), marks_};
+}
+
 void Probe::Impl::stop_on_io_thread() {
   if (!stopping_) {
     log_->debug("probe: stopping; waiting for requests in flight");
@@ -667,6 +676,10 @@ bool Probe::running() const noexcept {
 }
 Report Probe::report() const {
   return impl_->report();
+}
+
+Report Probe::take_report() {
+  return impl_->take_report();
 }
 
 }  // namespace deployapps::probe

@@ -56,7 +56,7 @@ Report run_standalone(const Config& config, const Outputs& outputs, std::ostream
     handled = std::max(handled, seen);
   }
   probe.wait();
-  Report report = probe.report();
+  Report report = probe.take_report();
   out << report.summary_text() << std::flush;
   if (!outputs.json.empty()) {
     write_json(report, outputs.json);

@@ -54,7 +54,12 @@ probe::Report run(const probe::Config& config) {
   probe::Probe traffic(config);
   traffic.start();
   traffic.wait();
-  return traffic.report();
+  // take_report() moves the same records out that report() copies.
+  const auto copied = traffic.report();
+  auto taken = traffic.take_report();
+  CHECK(taken.records() == copied.records());
+  CHECK(traffic.report().records().empty());
+  return taken;
 }
 
 std::vector<probe::Record> of_kind(const probe::Report& report, RequestKind kind) {
