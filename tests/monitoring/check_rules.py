@@ -10,6 +10,9 @@
    multiplied and divided by 4, and its `for:` dropped or tripled - and so is each recording rule's
    window, against the tests of every alert that reads that record and of the record's own values. `promtool test rules`
    must fail for every such mutant. A mutant that survives means that part of the alert is untested.
+3. Group order: promtool evaluates the rule groups of a tick in an unspecified order, so the tests of
+   an alert that reads another group's record run with the groups in both orders. The unmodified
+   rules must pass in both, and a mutant counts as killed only if it fails in both.
 
 Usage: check_rules.py REPO_ROOT [MUTANT_REGEX]
   MUTANT_REGEX runs only the mutants whose description matches (e.g. "^LogOutputFailing"), for quick
@@ -180,11 +183,65 @@ def promtool_passes(test_files):
     return result.returncode == 0
 
 
-def tests_for_alerts(test_docs, alerts, rule_file_name, workdir, record=None):
-    """Writes, per test file about `rule_file_name`, only its groups that test one of `alerts` (or,
-    given a `record`, check its value), pointing at the rule files in `workdir`; returns the files
-    written."""
+def group_orders(rule_docs):
+    """Prometheus evaluates each rule group on its own schedule, and promtool evaluates the groups of
+    one tick in an unspecified order, so an alert may see a record of another group one tick late.
+    A test that passes in only one order is flaky; the tests of such alerts run with the groups in
+    file order and reversed, which tries every pair of groups both ways."""
+    names = [group["name"] for doc in rule_docs for group in doc["groups"]]
+    return [names, names[::-1]]
+
+
+def order_sensitive(rule_files):
+    """Names of the rules that read a record of another group, directly or through other records:
+    only their tests can depend on the order of the groups."""
+    groups, exprs = {}, {}
+    for path, g, _, rule in all_rules(rule_files, "expr"):
+        name = rule.get("alert") or rule["record"]
+        groups[name], exprs[name] = (path.name, g), rule["expr"]
+    records = {name for _, _, _, rule in all_rules(rule_files, "record") for name in [rule["record"]]}
+
+    def reads(name):
+        return [r for r in records
+                if re.search(rf"(?<![\w:]){re.escape(r)}(?![\w:])", exprs[name])]
+    sensitive, changed = set(), True
+    while changed:
+        changed = False
+        for name in exprs:
+            if name not in sensitive and any(groups[r] != groups[name] or r in sensitive
+                                             for r in reads(name)):
+                sensitive.add(name)
+                changed = True
+    return sensitive
+
+
+def write_ordered(doc, name, workdir, rule_docs, orders=2):
+    """Writes test `doc` into `workdir`, reading the rule files there, once per group order (the
+    first `orders` of group_orders); returns the files written, one per order."""
+    rule_names = [pathlib.Path(f).name for f in doc["rule_files"]]
     files = []
+    all_orders = group_orders([rule_docs[n] for n in rule_names])
+    for i, order in enumerate(all_orders[:orders]):
+        copy = dict(doc, rule_files=[str(workdir / n) for n in rule_names], group_eval_order=order)
+        path = workdir / f"order{i}-{name}"
+        path.write_text(yaml.safe_dump(copy, sort_keys=False))
+        files.append(path)
+    return files
+
+
+def passes_in_every_order(files_by_order):
+    return all(promtool_passes(files) for files in files_by_order)
+
+
+def passes_in_some_order(files_by_order):
+    return any(promtool_passes(files) for files in files_by_order)
+
+
+def tests_for_alerts(test_docs, alerts, rule_file_name, workdir, rule_docs, orders, record=None):
+    """Writes, per test file about `rule_file_name`, only its groups that test one of `alerts` (or,
+    given a `record`, check its value), pointing at the rule files in `workdir`, once per group
+    order; returns the files written, one list per order."""
+    files = [[] for _ in range(orders)]
     for name, doc in test_docs.items():
         if rule_file_name not in (pathlib.Path(f).name for f in doc["rule_files"]):
             continue
@@ -201,18 +258,31 @@ def tests_for_alerts(test_docs, alerts, rule_file_name, workdir, record=None):
                     copy["promql_expr_test"] = checks
                 groups.append(copy)
         if groups:
-            copy = dict(doc, tests=groups,
-                        rule_files=[str(workdir / pathlib.Path(f).name) for f in doc["rule_files"]])
-            path = workdir / name
-            path.write_text(yaml.safe_dump(copy, sort_keys=False))
-            files.append(path)
+            written = write_ordered(dict(doc, tests=groups), name, workdir, rule_docs, orders)
+            for order_files, path in zip(files, written):
+                order_files.append(path)
     return files
+
+
+def unmodified_tests_pass(rule_files, test_files):
+    rule_docs = {path.name: yaml.safe_load(path.read_text()) for path in rule_files}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = pathlib.Path(tmp)
+        for name, doc in rule_docs.items():
+            (workdir / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+        files_by_order = [[], []]
+        for test in test_files:
+            written = write_ordered(yaml.safe_load(test.read_text()), test.name, workdir, rule_docs)
+            for order_files, path in zip(files_by_order, written):
+                order_files.append(path)
+        return passes_in_every_order(files_by_order)
 
 
 def run_mutants(rule_files, test_files, only=None, workers=2):
     """Returns (mutants tried, descriptions of the mutants that survived)."""
     originals = {path: yaml.safe_load(path.read_text()) for path in rule_files}
     test_docs = {test.name: yaml.safe_load(test.read_text()) for test in test_files}
+    sensitive = order_sensitive(rule_files)
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []  # (description, test files) per mutant, each in its own directory
 
@@ -221,14 +291,21 @@ def run_mutants(rule_files, test_files, only=None, workers=2):
                 return
             workdir = pathlib.Path(tmp) / str(len(jobs))
             workdir.mkdir()
+            rule_docs = {}
             for other, doc in originals.items():
                 if other == path:
                     doc = yaml.safe_load(yaml.safe_dump(doc))
                     doc["groups"][g]["rules"][r][field] = value
                 (workdir / other.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+                rule_docs[other.name] = doc
             # Only the test groups about the affected alerts run, so the check stays fast.
-            tests = [t for other in originals
-                     for t in tests_for_alerts(test_docs, alerts, other.name, workdir, record)]
+            orders = 2 if alerts & sensitive or record in sensitive else 1
+            tests = [[] for _ in range(orders)]
+            for other in originals:
+                written = tests_for_alerts(test_docs, alerts, other.name, workdir, rule_docs, orders,
+                                           record)
+                for order_files, more in zip(tests, written):
+                    order_files.extend(more)
             jobs.append((description, tests))
 
         for path, g, r, rule in alert_rules(rule_files):
@@ -241,7 +318,8 @@ def run_mutants(rule_files, test_files, only=None, workers=2):
                 add(path, g, r, "expr", mutated, alerts, f"record {rule['record']} {label}",
                     rule["record"])
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            survived = pool.map(lambda job: not job[1] or promtool_passes(job[1]), jobs)
+            # Killed means failed in every group order: a mutant one order lets through is untested.
+            survived = pool.map(lambda job: not job[1][0] or passes_in_some_order(job[1]), jobs)
             survivors = [job[0] for job, alive in zip(jobs, survived) if alive]
     return len(jobs), survivors
 
@@ -252,8 +330,8 @@ def main():
     test_files = sorted((repo / "tests/monitoring").glob("*.test.yaml"))
     if not rule_files or not test_files:
         sys.exit("no rule files or no promtool tests found")
-    if not promtool_passes(test_files):
-        sys.exit("promtool tests fail on the unmodified rules; fix them first")
+    if not unmodified_tests_pass(rule_files, test_files):
+        sys.exit("promtool tests fail on the unmodified rules in some group order; fix them first")
     problems = check_contract(repo, rule_files) + check_coverage(repo, rule_files, test_files)
     for problem in problems:
         print(f"contract: {problem}")
