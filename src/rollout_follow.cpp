@@ -192,6 +192,46 @@ void RolloutFollower::stop_watches() {
   watchers_.clear();
 }
 
+void RolloutFollower::stop_watches_keeping_versions() {
+  for (auto& watcher : watchers_) {
+    watcher->stop();
+    watch_requests_ += watcher->requests_sent();
+    const auto& version = watcher->resource_version();
+    switch (watcher->source()) {
+      case WatchSource::kDeployment:
+        deployment_rv_ = version;
+        break;
+      case WatchSource::kReplicaSet:
+        replica_sets_rv_ = version;
+        break;
+      case WatchSource::kPod:
+        pods_rv_ = version;
+        break;
+    }
+  }
+  watchers_.clear();
+}
+
+// "Nothing acts on the change" is judged from what the watches delivered, and a watch that went
+// silent (a dead connection, a proxy that stopped forwarding) delivers exactly that until its
+// idle timeout (kWatchIdleTimeout, 45 s), later than the diagnosis (kClusterInactiveAfter, 30 s).
+// So when that diagnosis appears, the watches are replaced by new ones that resume from the last
+// event each saw and replay everything since; the diagnosis's persistence (5 s) is their time to
+// catch up. A cluster that really does not act is named as early as before.
+void RolloutFollower::rewatch_before_inactive_counts() {
+  const auto now = Clock::now();
+  if (!diagnosis_ || diagnosis_->kind != FailureKind::kClusterInactive || diagnosis_->certain ||
+      (rewatched_at_ && now - *rewatched_at_ < kClusterInactiveAfter)) {
+    return;
+  }
+  rewatched_at_ = now;
+  console_.line(target_.app, fmt::format("{}; watching again from the last events seen before "
+                                         "that counts (a silent watch looks the same)",
+                                         diagnosis_->describe()));
+  stop_watches_keeping_versions();
+  start_watches();
+}
+
 void RolloutFollower::restoring(json deployment) {
   view_.stop_recording_old_pods();
   if (deployment.is_object() && deployment.contains("metadata")) {
@@ -257,6 +297,7 @@ Verdict RolloutFollower::wait(Deadline deadline, bool rolling_back) {
       }
     }
     const auto observed = observe(rolling_back, interrupts_before, deadline);
+    rewatch_before_inactive_counts();
     console_.progress(target_.app,
                       (rolling_back ? "rollback: " : "") +
                           progress_text(view_.deployment(), view_.terminating_old_pods()) +

@@ -65,6 +65,8 @@ class RolloutFollower {
 
   void list_all(Deadline deadline);
   void start_watches();
+  void stop_watches_keeping_versions();
+  void rewatch_before_inactive_counts();
   int interrupts() const;
   Observation observe(bool rolling_back, int interrupts_before, Deadline deadline);
   void record_completion();
@@ -93,6 +95,7 @@ class RolloutFollower {
   PersistenceFilter persistence_;
   bool watch_failed_ = false;  // a watch gave up: the Deployment is read instead
   Clock::time_point polled_{};
+  std::optional<Clock::time_point> rewatched_at_;
   std::optional<Duration> complete_to_reported_;
   std::optional<Duration> event_to_reported_;
 };

@@ -67,6 +67,10 @@ class CollectionWatcher {
   void stop();
   // Valid after stop().
   [[nodiscard]] std::size_t requests_sent() const noexcept { return client_.requests_sent(); }
+  // The last resourceVersion seen, where a new watch resumes (replaying every event since).
+  // Valid after stop().
+  [[nodiscard]] const std::string& resource_version() const noexcept { return resource_version_; }
+  [[nodiscard]] WatchSource source() const noexcept { return source_; }
 
  private:
   void loop();

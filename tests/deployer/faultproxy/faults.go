@@ -45,7 +45,7 @@ type Faults struct {
 type Trigger struct {
 	Match
 	AfterMs int    `json:"afterMs,omitempty"`
-	Signal  string `json:"signal,omitempty"` // INT, TERM or KILL
+	Signal  string `json:"signal,omitempty"` // INT, TERM, KILL or CONT
 	PID     int    `json:"pid,omitempty"`
 	Then    Faults `json:"then"`
 }
@@ -75,7 +75,7 @@ func (f *Faults) validate() error {
 	}
 	if t := f.Trigger; t != nil {
 		if _, ok := signals[t.Signal]; t.Signal != "" && (!ok || t.PID <= 1) {
-			return fmt.Errorf("trigger: signal %q to pid %d: want INT, TERM or KILL and a pid", t.Signal, t.PID)
+			return fmt.Errorf("trigger: signal %q to pid %d: want INT, TERM, KILL or CONT and a pid", t.Signal, t.PID)
 		}
 		return t.Then.validate()
 	}

@@ -19,7 +19,9 @@ import (
 	"time"
 )
 
-var signals = map[string]syscall.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL}
+// CONT resumes a cluster component the test paused (SIGSTOP) before the trigger's request.
+var signals = map[string]syscall.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL,
+	"CONT": syscall.SIGCONT}
 
 // Proxy forwards to the apiserver, doing the faults in force. It asks nothing of its clients:
 // every request goes upstream with the proxy's own (admin) credentials, and a client's
