@@ -118,7 +118,7 @@ std::pair<int, std::string> run_gnuplot(const fs::path& script) {
 }  // namespace
 
 std::string chart_script(const Report& report, const fs::path& output) {
-  const std::vector<Record>& records = report.records();
+  const RecordLog& records = report.records();
   Offset end{0};
   for (const Record& record : records) {
     end = std::max(end, record.end);

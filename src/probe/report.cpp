@@ -91,7 +91,7 @@ struct VersionSpan {
 
 // Counts responses per version in order of first response, over the records `keep` selects.
 template <typename Predicate>
-std::vector<std::pair<std::string, VersionSpan>> version_spans(const std::vector<Record>& records,
+std::vector<std::pair<std::string, VersionSpan>> version_spans(const RecordLog& records,
                                                                Predicate keep) {
   std::map<std::string, VersionSpan> spans;
   for (const Record& record : records) {
@@ -119,7 +119,7 @@ std::vector<VersionCount> to_counts(const std::vector<std::pair<std::string, Ver
   return counts;
 }
 
-std::optional<SwitchOver> switch_over_of(const std::vector<Record>& records) {
+std::optional<SwitchOver> switch_over_of(const RecordLog& records) {
   const auto spans = version_spans(records, [](const Record& record) {
     return is_short(record.kind) && !record.version.empty();
   });
@@ -131,7 +131,7 @@ std::optional<SwitchOver> switch_over_of(const std::vector<Record>& records) {
   return SwitchOver{old_version, new_version, Window{new_span.first, old_span.last}};
 }
 
-Offset run_end(const std::vector<Record>& records, const RunInfo& info) {
+Offset run_end(const RecordLog& records, const RunInfo& info) {
   Offset end = info.elapsed;
   for (const Record& record : records) {
     end = std::max(end, record.end);
@@ -300,8 +300,11 @@ Offset nearest_rank_percentile(std::vector<Offset>& values, double p) {
   return values[index];
 }
 
-Report::Report(RunInfo info, std::vector<Record> records, std::vector<Mark> marks)
+Report::Report(RunInfo info, RecordLog records, std::vector<Mark> marks)
     : info_(std::move(info)), records_(std::move(records)), marks_(std::move(marks)) {}
+
+Report::Report(RunInfo info, const std::vector<Record>& records, std::vector<Mark> marks)
+    : Report(std::move(info), RecordLog(records), std::move(marks)) {}
 
 std::optional<Offset> Report::mark(std::string_view name) const {
   for (const Mark& mark : marks_) {
@@ -518,7 +521,7 @@ Report Report::from_json(const nlohmann::json& in) {
     marks.push_back(
         {mark.at("name").get<std::string>(), Offset{mark.at("at_us").get<std::int64_t>()}});
   }
-  std::vector<Record> records;
+  RecordLog records;
   for (const json& record : in.at("records")) {
     records.push_back(record_from_json(record));
   }
