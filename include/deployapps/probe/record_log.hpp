@@ -19,7 +19,7 @@ namespace deployapps::probe {
 class RecordLog {
  public:
   // Yields Records by value (they are rebuilt from the packed form): enough for range-for and the
-  // standard algorithms that take input iterators.
+  // standard algorithms that take input iterators (they advance with prefix ++ only).
   class const_iterator {
    public:
     using iterator_category = std::input_iterator_tag;
@@ -34,11 +34,6 @@ class RecordLog {
     const_iterator& operator++() {
       ++index_;
       return *this;
-    }
-    const_iterator operator++(int) {
-      const_iterator before = *this;
-      ++index_;
-      return before;
     }
     bool operator==(const const_iterator& other) const noexcept { return index_ == other.index_; }
 
