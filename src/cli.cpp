@@ -113,6 +113,9 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
       ->type_name("HOST[:PORT][/PATH]");
   app.add_flag("--no-wait", options.no_wait,
                "Apply and return without following the rollout (so no rollback and no checks)");
+  app.add_flag("--wait-for-lock", options.wait_for_lock,
+               "When another deploy of an app is in progress, wait for it to end (within "
+               "--timeout) instead of refusing at once");
   app.add_flag("--no-verify", options.no_verify,
                "Turn off the in-flight checks (traffic probe, old pods' drain exit codes)");
   app.add_option("--probe-url", options.probe_urls,

@@ -5,12 +5,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <openssl/evp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <array>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <ostream>
+#include <random>
 #include <regex>
 #include <set>
 #include <thread>
@@ -229,6 +231,13 @@ json to_json(const DeployReport& report) {
                {"image", app.image},
                {"objects", objects},
                {"notes", app.apply.notes}};
+    if (app.lock) {
+      entry["lock"] = {{"lease", app.lock->lease},
+                       {"waitedMs", app.lock->waited.count()},
+                       {"waitedFor", app.lock->waited_for},
+                       {"tookOverFrom", app.lock->took_over_from},
+                       {"lost", app.lock->lost}};
+    }
     if (app.rollout) {
       entry["rollout"] = rollout_json(*app.rollout);
       if (app.rollout->result != RolloutResult::kSucceeded &&
@@ -525,6 +534,27 @@ std::string interrupted_document(const std::string& message, bool json_output) {
 
 }  // namespace
 
+std::string run_identity(const ProcessEnvironment& environment) {
+  auto user = environment.get("USER").value_or("");
+  if (user.empty()) {
+    std::array<char, 1024> buffer{};
+    passwd entry{};
+    passwd* found = nullptr;
+    if (getpwuid_r(getuid(), &entry, buffer.data(), buffer.size(), &found) == 0 &&
+        found != nullptr) {
+      user = found->pw_name;
+    } else {
+      user = fmt::format("uid-{}", getuid());
+    }
+  }
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) {
+    host[0] = '\0';
+  }
+  std::random_device entropy;
+  return lock_identity(user, host.data(), static_cast<long>(getpid()), entropy());
+}
+
 void DeployCommand::apply_to_cluster() {
   // From here to the first apply nothing changes in the cluster, so a Ctrl-C ends the command
   // at once, whatever it is waiting for (a local cluster start, a build, a stalled API).
@@ -583,7 +613,24 @@ void DeployCommand::apply_to_cluster() {
                  "or cuts connections will not be caught");
   }
   const auto build_failures = pin_images(console);
-  // The budget covers applying, rolling out and rolling back; builds had their own.
+  // One deploy at a time per app: its lock is taken before the first change and released after
+  // its rollout or rollback. Waiting for one (--wait-for-lock) is bounded by --timeout.
+  std::vector<LockTarget> lock_targets;
+  for (std::size_t i = 0; i < rendered_.size(); ++i) {
+    if (build_failures.contains(rendered_[i].app)) {
+      continue;
+    }
+    LockTarget lock_target{rendered_[i].app, rendered_[i].namespace_name, std::nullopt};
+    for (const auto& object : plans[i]) {
+      if (object.resource.kind == "Namespace") {
+        lock_target.namespace_object = object;
+      }
+    }
+    lock_targets.push_back(std::move(lock_target));
+  }
+  DeployLocks locks(target.config, run_identity(environment_), console);
+  locks.acquire(lock_targets, options_.wait_for_lock, Deadline::after(timeout_));
+  // The budget covers applying, rolling out and rolling back; builds and locks had their own.
   budget_ = Budget::starting_now(timeout_);
   // Now a first Ctrl-C stops the rollouts and rolls back; a second one exits at once, saying
   // what may be left half-done.
@@ -693,6 +740,14 @@ void DeployCommand::apply_to_cluster() {
   for (auto& thread : threads) {
     thread.join();
   }
+  locks.release(budget_.overall);
+  for (const auto& outcome : locks.outcomes()) {
+    for (auto& app : report.apps) {
+      if (app.app == outcome.app) {
+        app.lock = outcome;
+      }
+    }
+  }
   spdlog::info("{} API requests on the main connection", client.requests_sent());
   if (options_.output == OutputFormat::kJson) {
     out_ << to_json(report).dump(2) << '\n';
@@ -730,7 +785,7 @@ void DeployCommand::server_dry_run(KubeClient& client,
   Applier applier(client, ApplyOptions{DryRun::kServer, std::string(kFieldManager)});
   for (std::size_t i = 0; i < rendered_.size(); ++i) {
     const auto& app = rendered_[i];
-    AppReport entry{app.app, app.namespace_name, app.image, {}, std::nullopt};
+    AppReport entry{app.app, app.namespace_name, app.image, {}, std::nullopt, std::nullopt};
     entry.apply = applier.apply(plans[i], budget_.overall);
     report.apps.push_back(std::move(entry));
   }

@@ -4,8 +4,10 @@
 //   git describe                kGitTimeout
 //   local cluster status/start  kLocalClusterStatusTimeout, then --cluster-timeout
 //   image builds and pushes     kBuildTimeout (nothing in the cluster changes meanwhile)
+//   deploy locks                taken at once, or with --wait-for-lock within --timeout
 //   plan, apply, rollout,       --timeout, as a Budget: every request, watch, drain wait and
 //   drain, rollback             rollback below it ends by Budget::overall
+//   releasing the deploy locks  what is left of Budget::overall, at least kLockReleaseMinimum
 #pragma once
 
 #include <algorithm>
@@ -37,6 +39,20 @@ inline constexpr Duration kWatchIdleTimeout = std::chrono::seconds(kWatchTimeout
 // Ingress or NetworkPolicy alone): the ingress controller and kube-proxy act on it within
 // seconds (Traefik batches provider updates for 2 s).
 inline constexpr Duration kObjectChangeSettle = std::chrono::seconds(5);
+// The deploy lock (deploy_lock.hpp): a Lease nobody renewed for kLockLeaseDuration is free. The
+// holder renews it three times per duration, so two lost renewals in a row still keep it; a run
+// killed with SIGKILL holds it for at most this long. client-go's leader election uses 15 s too.
+inline constexpr Duration kLockLeaseDuration = std::chrono::seconds(15);
+inline constexpr Duration kLockRenewInterval = kLockLeaseDuration / 3;
+// How often a run that waits for a lock looks at it again, and says so.
+inline constexpr Duration kLockPollInterval = std::chrono::seconds(2);
+inline constexpr Duration kLockProgressInterval = std::chrono::seconds(10);
+// One renewal request: short, so that the end of a run never waits long for the renewer, and a
+// failed one leaves time for two more before the lease expires.
+inline constexpr Duration kLockRenewRequestTimeout = std::chrono::seconds(2);
+// Releasing the locks at the end gets what is left of --timeout, but at least this long: a lock
+// left behind only costs the next run kLockLeaseDuration, so a stalled API is not waited for.
+inline constexpr Duration kLockReleaseMinimum = std::chrono::seconds(1);
 // Old pods get their own termination grace period plus this to report an exit code.
 inline constexpr Duration kDrainMargin = std::chrono::seconds(15);
 

@@ -15,6 +15,7 @@
 
 #include "deployapps/apply.hpp"
 #include "deployapps/budget.hpp"
+#include "deployapps/deploy_lock.hpp"
 #include "deployapps/deploy_options.hpp"
 #include "deployapps/environment.hpp"
 #include "deployapps/kubeconfig.hpp"
@@ -29,6 +30,7 @@ struct AppReport {
   std::string image;
   ApplyResult apply;
   std::optional<RolloutReport> rollout;  // unset for a server dry run
+  std::optional<LockOutcome> lock;       // unset when no lock was taken (a build failed)
 };
 
 struct DeployReport {
@@ -70,6 +72,9 @@ void print_summary(const DeployReport& report, std::ostream& out);
 // True when nothing points at a cluster: no --kubeconfig, $KUBECONFIG, ~/.kube/config or
 // in-cluster environment. Only then is the project's local cluster used (and started).
 [[nodiscard]] bool no_cluster_configured(const TargetOptions& options);
+
+// This run's name on the deploy locks: $USER (else the uid) at this host, with its pid.
+[[nodiscard]] std::string run_identity(const ProcessEnvironment& environment);
 
 class DeployCommand {
  public:

@@ -41,6 +41,7 @@ struct DeployOptions {
   bool no_verify = false;
   std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
   bool no_wait = false;                 // apply and return: no rollout watch, no rollback
+  bool wait_for_lock = false;           // another deploy of an app holds its lock: wait for it
   std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
   std::optional<std::string> report_dir;
 };

@@ -201,8 +201,13 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
                              repo, environment);
   CAPTURE(first.err);
   REQUIRE(first.code == 0);
-  CHECK_THAT(first.out, Catch::Contains("go-app: namespace/go-app created") &&
-                            Catch::Contains("node-app: deployment.apps/node-app created"));
+  // The first deploy creates the namespace ahead of the rest, for the deploy lock that lives in it.
+  CHECK_THAT(
+      first.out,
+      Catch::Contains("go-app: namespace/go-app applied first, to hold the deploy lock") &&
+          Catch::Contains("go-app: took the deploy lock go-app/go-app-deploy-lock") &&
+          Catch::Contains("node-app: deployment.apps/node-app created") &&
+          Catch::Contains("node-app: released the deploy lock node-app/node-app-deploy-lock"));
   const auto again =
       run_cli({"--tag", "v1", "--digest", digest, "--no-wait", "-o", "json", "go-app", "node-app"},
               repo, environment);
@@ -210,6 +215,8 @@ TEST_CASE("a deploy against the fake API server applies both apps", "[cli]") {
   const auto report = json::parse(again.out);
   CHECK(report["mode"] == "apply");
   CHECK(report["result"] == "ok");
+  CHECK(report["apps"][0]["lock"]["lease"] == "go-app/go-app-deploy-lock");
+  CHECK(report["apps"][0]["lock"]["tookOverFrom"] == "");
   for (const auto& app : report["apps"]) {
     for (const auto& object : app["objects"]) {
       CHECK(object["operation"] == "unchanged");
@@ -501,12 +508,12 @@ TEST_CASE("a running version that already fails the probe is not deployed over",
   CHECK(result.code == 1);
   CHECK_THAT(result.out, Catch::Contains("already fails requests, before anything was applied") &&
                              Catch::Contains("nothing was applied"));
-  // Only dry runs reached the cluster: no object was changed.
+  // Only dry runs reached the cluster (besides the deploy lock's Lease): no object was changed.
   const auto requests = api.requests();
   std::size_t dry_runs = 0;
   for (auto it = requests.begin() + static_cast<std::ptrdiff_t>(before); it != requests.end();
        ++it) {
-    if (it->method != "GET") {
+    if (it->method != "GET" && it->path.find("/leases") == std::string::npos) {
       CAPTURE(it->method, it->path);
       CHECK(it->query.count("dryRun") == 1);
       ++dry_runs;

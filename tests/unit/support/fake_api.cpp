@@ -145,6 +145,28 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     auto pod = json::parse(request.body);
     return json_reply(201, pod);
   }
+  // A create stores a new object under its name, in an existing namespace.
+  if (request.method == "POST") {
+    auto created = json::parse(request.body);
+    const auto path =
+        request.path + "/" + created.value(json::json_pointer("/metadata/name"), std::string());
+    const auto namespaces = request.path.find("/namespaces/");
+    if (namespaces != std::string::npos) {
+      const auto name_end = request.path.find('/', namespaces + 12);
+      const auto ns = request.path.substr(namespaces + 12, name_end - namespaces - 12);
+      if (objects_.count("/api/v1/namespaces/" + ns) == 0) {
+        return json_reply(404, status_body(404, "NotFound", "namespaces \"" + ns + "\" not found"));
+      }
+    }
+    if (objects_.count(path) != 0) {
+      return json_reply(409, status_body(409, "AlreadyExists", path + " already exists"));
+    }
+    created["metadata"]["resourceVersion"] = std::to_string(dry_run ? 0 : ++next_version_);
+    if (!dry_run) {
+      objects_[path] = created;
+    }
+    return json_reply(201, created);
+  }
   // An update replaces a stored object, if the resourceVersion it names is still current.
   if (request.method == "PUT" || request.method == "DELETE") {
     const auto existing = objects_.find(request.path);
