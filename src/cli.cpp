@@ -123,6 +123,14 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                  "(default for --env local: the app's ingress through http://127.0.0.1:8088)")
       ->type_name("[APP=]URL")
       ->allow_extra_args(false);
+  app.add_flag("--no-probe", options.no_probe,
+               "Send no synthetic traffic: only real traffic (--ingress-metrics) and the old pods' "
+               "exit codes are checked");
+  app.add_option("--ingress-metrics", options.ingress_metrics_url,
+                 "The ingress controller's Prometheus endpoint: its counters of 5xx and 499 "
+                 "answers judge real traffic during the rollout (default for --env local: "
+                 "http://127.0.0.1:8089/metrics, Traefik's; none: off)")
+      ->type_name("URL");
   app.add_option("--min-requests", options.min_requests,
                  "Fail (and roll back) a rollout whose in-flight probe judged fewer requests: 0 "
                  "failures in N bound the failure rate below about 3/N (95 %)")

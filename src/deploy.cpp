@@ -37,6 +37,8 @@ namespace {
 
 // Where the local cluster's ingress controller listens on the host (scripts/cluster).
 constexpr std::string_view kLocalIngressUrl = "http://127.0.0.1:8088";
+// Its Prometheus endpoint (manifests/cluster/traefik.yaml: the "traefik" entry point).
+constexpr std::string_view kLocalIngressMetricsUrl = "http://127.0.0.1:8089/metrics";
 
 }  // namespace
 
@@ -206,6 +208,7 @@ json rollout_json(const RolloutReport& rollout) {
           {"oldPods", old_pods},
           {"probeRequests", rollout.probe_requests},
           {"probeFailures", rollout.probe_failures},
+          {"ingressCheck", rollout.ingress_check},
           {"reports", rollout.reports_written}};
 }
 
@@ -691,8 +694,9 @@ void DeployCommand::apply_to_cluster() {
       settings.verify = !options_.no_verify;
       settings.min_requests = options_.min_requests;
       if (!options_.no_verify && !options_.no_wait) {
-        settings.probe = probe_config(rendered);
-        if (!settings.probe) {
+        settings.ingress = ingress_check_settings(rendered);
+        settings.probe = options_.no_probe ? std::nullopt : probe_config(rendered);
+        if (!settings.probe && !options_.no_probe) {
           console.line(rendered.app,
                        "in-flight checks off: no probe URL is known outside --env local (give "
                        "--probe-url)");
@@ -860,6 +864,25 @@ std::map<std::string, std::string> DeployCommand::pin_images(Console& console) {
     }
   }
   return failures;
+}
+
+std::optional<IngressCheckSettings> DeployCommand::ingress_check_settings(
+    const RenderedApp& app) const {
+  IngressCheckSettings settings;
+  settings.namespace_name = app.namespace_name;
+  settings.service = app.app;  // manifests/templates/service.yaml names it after the app
+  if (options_.ingress_metrics_url) {
+    if (*options_.ingress_metrics_url == "none") {
+      return std::nullopt;
+    }
+    settings.metrics_url = *options_.ingress_metrics_url;
+    settings.required = true;
+  } else if (options_.environment == Environment::kLocal) {
+    settings.metrics_url = std::string(kLocalIngressMetricsUrl);
+  } else {
+    return std::nullopt;
+  }
+  return settings;
 }
 
 std::optional<probe::Config> DeployCommand::probe_config(const RenderedApp& app) const {

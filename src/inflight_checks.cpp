@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "deployapps/errors.hpp"
+#include "deployapps/ingress_check.hpp"
 #include "deployapps/probe/probe.hpp"
 
 namespace deployapps {
@@ -14,32 +16,81 @@ InFlightChecks::InFlightChecks(std::string app, Console& console)
 
 InFlightChecks::~InFlightChecks() = default;
 
-void InFlightChecks::start(probe::Config config, Duration warmup) {
-  config.duration = std::chrono::hours(1);  // stopped explicitly
-  probe_ = std::make_unique<probe::Probe>(config);
-  console_.line(app_,
-                fmt::format("in-flight checks: traffic to {}{}", config.url,
-                            config.host_header.empty() ? std::string()
-                                                       : " (Host: " + config.host_header + ")"));
-  probe_->start();
-  // Long requests and streams must be in flight before anything changes.
+void InFlightChecks::start(const std::optional<probe::Config>& config,
+                           const std::optional<IngressCheckSettings>& ingress, Duration warmup) {
+  if (ingress) {
+    auto check = std::make_unique<IngressCheck>(ingress->metrics_url, ingress->namespace_name,
+                                                ingress->service);
+    try {
+      check->start();
+      ingress_ = std::move(check);
+      console_.line(app_,
+                    fmt::format("in-flight checks: real traffic to service {}/{}, as the "
+                                "ingress counts it ({})",
+                                ingress->namespace_name, ingress->service, ingress->metrics_url));
+    } catch (const Error& error) {
+      if (ingress->required) {
+        throw NetworkError(
+            fmt::format("the ingress metrics endpoint does not answer: {}", error.what()));
+      }
+      console_.line(app_, fmt::format("real-traffic check off: {}", error.what()));
+    }
+  }
+  if (config) {
+    auto probe_config = *config;
+    probe_config.duration = std::chrono::hours(1);  // stopped explicitly
+    probe_ = std::make_unique<probe::Probe>(probe_config);
+    console_.line(app_, fmt::format("in-flight checks: traffic to {}{}", probe_config.url,
+                                    probe_config.host_header.empty()
+                                        ? std::string()
+                                        : " (Host: " + probe_config.host_header + ")"));
+    probe_->start();
+  }
+  // Long requests and streams must be in flight before anything changes; the ingress's counters
+  // over the same time are the baseline.
   std::this_thread::sleep_for(warmup);
-  probe_->mark(probe::kRolloutStart);
+  if (probe_) {
+    probe_->mark(probe::kRolloutStart);
+  }
+  if (ingress_) {
+    ingress_->mark_apply();
+  }
 }
 
 std::size_t InFlightChecks::failure_count() const {
-  return probe_ ? probe_->failure_count() : 0;
+  std::size_t failures = probe_ ? probe_->failure_count() : 0;
+  if (ingress_) {
+    const auto judgement = ingress_->judgement();
+    if (judgement.failed) {
+      failures += 1;
+    }
+  }
+  return failures;
 }
 
 std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& report_dir) {
-  if (!probe_) {
+  if (!probe_ && !ingress_) {
     return std::nullopt;
+  }
+  CheckOutcome outcome;
+  if (ingress_) {
+    const auto judgement = ingress_->stop();
+    ingress_.reset();
+    outcome.ingress_failed = judgement.failed;
+    outcome.ingress_summary = judgement.summary;
+    console_.line(app_, "real-traffic check: " + judgement.summary);
+    if (judgement.failed) {
+      outcome.failure =
+          "real-traffic check: users got errors from the ingress: " + judgement.summary;
+    }
+  }
+  if (!probe_) {
+    return outcome;
   }
   probe_->mark(probe::kRolloutEnd);
   probe_->stop_and_wait();
   const auto result = probe_->take_report();
   probe_.reset();
-  CheckOutcome outcome;
   outcome.requests = result.records().size();
   outcome.failures = result.failures().size();
   const auto summary = result.summary();
@@ -67,7 +118,7 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
     write("timeline.png", "note: no chart drawn",
           [&](const auto& path) { result.write_chart(path); });
   }
-  if (result.failed()) {
+  if (result.failed() && outcome.failure.empty()) {
     const auto failures = result.failures();
     const auto& first = failures.front();
     outcome.failure = fmt::format(

@@ -177,14 +177,14 @@ class AppRollout::Impl {
   // available). Returns false when that version already fails them: nothing may be applied then,
   // or the release would be blamed, and rolled back, for failures it did not cause.
   bool start_checks(const std::optional<json>& live) {
-    if (!settings_.probe) {
+    if (!settings_.probe && !settings_.ingress) {
       return true;
     }
     if (!live || integer_at(*live, "/status/availableReplicas") <= 0) {
       console_.line(target_.app, "in-flight checks skipped: no version serves yet");
       return true;
     }
-    checks_.start(*settings_.probe, settings_.probe_warmup);
+    checks_.start(settings_.probe, settings_.ingress, settings_.probe_warmup);
     if (checks_.failure_count() == 0) {
       return true;
     }
@@ -210,10 +210,12 @@ class AppRollout::Impl {
     report_.reports_written.insert(report_.reports_written.end(), outcome->reports_written.begin(),
                                    outcome->reports_written.end());
     probe_judged_ = outcome->judged;
-    if (outcome->failures > 0) {
+    report_.ingress_check = outcome->ingress_summary;
+    const bool failed = outcome->failures > 0 || outcome->ingress_failed;
+    if (failed) {
       probe_failure_ = outcome->failure;
     }
-    return outcome->failures > 0;
+    return failed;
   }
 
   // The report, with the run's duration and every API request it sent, watches included.

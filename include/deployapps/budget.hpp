@@ -53,6 +53,10 @@ inline constexpr Duration kLockRenewRequestTimeout = std::chrono::seconds(2);
 // Releasing the locks at the end gets what is left of --timeout, but at least this long: a lock
 // left behind only costs the next run kLockLeaseDuration, so a stalled API is not waited for.
 inline constexpr Duration kLockReleaseMinimum = std::chrono::seconds(1);
+// The real-traffic check (ingress_check.hpp) reads the ingress controller's counters this often,
+// each reading bounded by the timeout (a local endpoint answers in milliseconds).
+inline constexpr Duration kIngressScrapeInterval = std::chrono::seconds(1);
+inline constexpr Duration kIngressScrapeTimeout = std::chrono::seconds(2);
 // Old pods get their own termination grace period plus this to report an exit code.
 inline constexpr Duration kDrainMargin = std::chrono::seconds(15);
 

@@ -103,6 +103,8 @@ class DeployCommand {
   // Returns the apps whose build failed, with why.
   std::map<std::string, std::string> pin_images(Console& console);
   [[nodiscard]] std::optional<probe::Config> probe_config(const RenderedApp& app) const;
+  [[nodiscard]] std::optional<IngressCheckSettings> ingress_check_settings(
+      const RenderedApp& app) const;
   [[nodiscard]] RenderRequest render_request(const std::string& app) const;
 
   // Where progress goes: `out`, or `err` with -o json.

@@ -43,6 +43,10 @@ struct DeployOptions {
   bool no_wait = false;                 // apply and return: no rollout watch, no rollback
   bool wait_for_lock = false;           // another deploy of an app holds its lock: wait for it
   std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
+  bool no_probe = false;                // --no-probe: no synthetic traffic; other checks stay
+  // --ingress-metrics: the ingress controller's Prometheus endpoint for the real-traffic check;
+  // "none" turns it off. Default for --env local: the local Traefik's.
+  std::optional<std::string> ingress_metrics_url;
   std::optional<std::string> report_dir;
 };
 

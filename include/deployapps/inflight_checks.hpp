@@ -19,6 +19,7 @@ namespace deployapps {
 namespace probe {
 class Probe;
 }
+class IngressCheck;
 
 struct CheckOutcome {
   std::size_t requests = 0;
@@ -26,6 +27,17 @@ struct CheckOutcome {
   std::size_t judged = 0;  // requests, cancelled ones excluded
   std::string failure;     // the first failure, for people; "" when none
   std::vector<std::string> reports_written;
+  // The real-traffic check (ingress_check.hpp): its verdict and what it counted ("" when off).
+  bool ingress_failed = false;
+  std::string ingress_summary;
+};
+
+// Where the real-traffic check reads the ingress controller's counters, and for which Service.
+struct IngressCheckSettings {
+  std::string metrics_url;  // e.g. http://127.0.0.1:8089/metrics (Traefik's Prometheus endpoint)
+  std::string namespace_name;
+  std::string service;
+  bool required = false;  // given by the user: an endpoint that does not answer is an error
 };
 
 class InFlightChecks {
@@ -37,10 +49,14 @@ class InFlightChecks {
   InFlightChecks(InFlightChecks&&) = delete;
   InFlightChecks& operator=(InFlightChecks&&) = delete;
 
-  // Starts the traffic and lets it run for `warmup` before the change is applied.
-  void start(probe::Config config, Duration warmup);
-  [[nodiscard]] bool running() const noexcept { return probe_ != nullptr; }
-  // Failed requests so far; 0 when not running.
+  // Starts the traffic (when `config` is set) and the real-traffic check (when `ingress` is), and
+  // lets them run for `warmup` before the change is applied. Throws NetworkError when a required
+  // ingress endpoint does not answer.
+  void start(const std::optional<probe::Config>& config,
+             const std::optional<IngressCheckSettings>& ingress, Duration warmup);
+  [[nodiscard]] bool running() const noexcept { return probe_ != nullptr || ingress_ != nullptr; }
+  // Failed requests so far (the probe's, plus the ingress's errors beyond what its baseline
+  // allows); 0 when not running.
   [[nodiscard]] std::size_t failure_count() const;
   // Stops the traffic; writes probe.json, junit.xml and timeline.png into `report_dir` unless it
   // is empty. nullopt when it was not running.
@@ -50,6 +66,7 @@ class InFlightChecks {
   std::string app_;
   Console& console_;
   std::unique_ptr<probe::Probe> probe_;
+  std::unique_ptr<IngressCheck> ingress_;
 };
 
 }  // namespace deployapps

@@ -16,6 +16,7 @@
 #include "deployapps/budget.hpp"
 #include "deployapps/console.hpp"
 #include "deployapps/diagnosis.hpp"
+#include "deployapps/inflight_checks.hpp"
 #include "deployapps/kube_client.hpp"
 #include "deployapps/kubeconfig.hpp"
 #include "deployapps/object_snapshot.hpp"
@@ -43,8 +44,10 @@ struct OldPodExit {
 };
 
 struct RolloutSettings {
-  // The in-flight probe (issue 6); unset when no probe URL is known or --no-verify.
+  // The in-flight probe (issue 6); unset when no probe URL is known, --no-probe or --no-verify.
   std::optional<probe::Config> probe;
+  // The real-traffic check (issue 17): unset when no ingress metrics URL is known or --no-verify.
+  std::optional<IngressCheckSettings> ingress;
   std::filesystem::path report_dir;  // the probe's report.json and timeline.png go here
   Duration probe_warmup = std::chrono::seconds(2);  // traffic before the change is applied
   Duration never_ready_after = kNeverReadyAfter;
@@ -74,6 +77,7 @@ struct RolloutReport {
   std::vector<OldPodExit> old_pods;
   std::size_t probe_requests = 0;
   std::size_t probe_failures = 0;
+  std::string ingress_check;  // what the real-traffic check counted; "" when it did not run
   std::vector<std::string> reports_written;
 };
 
