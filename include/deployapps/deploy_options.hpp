@@ -38,12 +38,13 @@ struct DeployOptions {
   // or "APP=DIGEST" each (CI promotes each app's tested image index in one run).
   std::vector<std::string> digests;
   // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
+  // The flags side by side: clang-analyzer's padding check counts the holes between them.
   bool no_verify = false;
-  std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
+  bool no_probe = false;                // --no-probe: no synthetic traffic; other checks stay
   bool no_wait = false;                 // apply and return: no rollout watch, no rollback
   bool wait_for_lock = false;           // another deploy of an app holds its lock: wait for it
+  std::size_t min_requests = 0;         // --min-requests: 0 = no minimum
   std::vector<std::string> probe_urls;  // "URL" for every app, or "APP=URL"
-  bool no_probe = false;                // --no-probe: no synthetic traffic; other checks stay
   // --ingress-metrics: the ingress controller's Prometheus endpoint for the real-traffic check;
   // "none" turns it off. Default for --env local: the local Traefik's.
   std::optional<std::string> ingress_metrics_url;
