@@ -355,20 +355,17 @@ void DeployLocks::renew(Held& held, Deadline deadline) {
     // Someone else wrote it: ours only if it still names us (then renew from that version).
     try {
       auto current = client_.get_if_exists(held.path, deadline);
-      if (current && judge_lease(current, identity_, std::chrono::system_clock::now()).state ==
-                         LockState::kOurs) {
+      const auto view = judge_lease(current, identity_, std::chrono::system_clock::now());
+      if (view.state == LockState::kOurs) {
         held.lease = std::move(*current);
         return;
       }
       held.outcome.lost = true;
-      console_.line(
-          held.target.app,
-          fmt::format("warning: lost the deploy lock {} to {}: another deploy may now "
-                      "interleave with this one",
-                      held.outcome.lease,
-                      current
-                          ? judge_lease(current, identity_, std::chrono::system_clock::now()).holder
-                          : std::string("nobody (it was deleted)")));
+      console_.line(held.target.app,
+                    fmt::format("warning: lost the deploy lock {} to {}: another deploy may now "
+                                "interleave with this one",
+                                held.outcome.lease,
+                                current ? view.holder : std::string("nobody (it was deleted)")));
     } catch (const Error& read_error) {
       spdlog::warn("{}: reading the deploy lock: {}", held.target.app, read_error.what());
     }

@@ -255,6 +255,10 @@ IngressCheck::IngressCheck(std::string url, std::string namespace_name, std::str
       service_(std::move(service)) {}
 
 IngressCheck::~IngressCheck() {
+  stop_scraping();
+}
+
+void IngressCheck::stop_scraping() {
   {
     const std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -324,14 +328,7 @@ IngressJudgement IngressCheck::judgement() const {
 }
 
 IngressJudgement IngressCheck::stop() {
-  {
-    const std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) {
-    thread_.join();
-  }
+  stop_scraping();
   try {
     const auto last = scrape();
     const std::lock_guard lock(mutex_);

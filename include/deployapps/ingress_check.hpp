@@ -95,6 +95,7 @@ class IngressCheck {
  private:
   IngressCounts scrape() const;
   void loop();
+  void stop_scraping();
 
   std::string url_;
   std::string namespace_name_;

@@ -82,6 +82,12 @@ std::size_t count_requests(const FakeApiServer& api, const std::string& method,
   return count;
 }
 
+// The fake API with the namespace and go-app's Lease, held by `holder` and renewed at `renewed`.
+void hold_go_app_lease(FakeApiServer& api, const std::string& holder, WallTime renewed) {
+  create_namespace(api);
+  create(api, kLeases, lease_held_by(holder, renewed));
+}
+
 std::string holder_of(const FakeApiServer& api) {
   const auto lease = api.stored(kLeasePath);
   REQUIRE(lease);
@@ -203,8 +209,7 @@ TEST_CASE("a first deploy applies the app's namespace before the Lease that live
 
 TEST_CASE("a lock held by another run is refused at once, naming the holder", "[lock]") {
   FakeApiServer api;
-  create_namespace(api);
-  create(api, kLeases, lease_held_by("ci@runner pid 7 #0001", std::chrono::system_clock::now()));
+  hold_go_app_lease(api, "ci@runner pid 7 #0001", std::chrono::system_clock::now());
   std::ostringstream out;
   Console console(out, false);
   DeployLocks locks(api.rest_config(), "me", console);
@@ -223,8 +228,7 @@ TEST_CASE("a lock held by another run is refused at once, naming the holder", "[
 
 TEST_CASE("waiting for a held lock ends at the deadline, saying who still holds it", "[lock]") {
   FakeApiServer api;
-  create_namespace(api);
-  create(api, kLeases, lease_held_by("other", std::chrono::system_clock::now()));
+  hold_go_app_lease(api, "other", std::chrono::system_clock::now());
   std::ostringstream out;
   Console console(out, false);
   DeployLocks locks(api.rest_config(), "me", console);
@@ -237,8 +241,7 @@ TEST_CASE("waiting for a held lock ends at the deadline, saying who still holds 
 
 TEST_CASE("an expired lock is taken over, and the outcome says from whom", "[lock]") {
   FakeApiServer api;
-  create_namespace(api);
-  create(api, kLeases, lease_held_by("killed", std::chrono::system_clock::now() - 20s));
+  hold_go_app_lease(api, "killed", std::chrono::system_clock::now() - 20s);
   std::ostringstream out;
   Console console(out, false);
   DeployLocks locks(api.rest_config(), "me", console);

@@ -9,6 +9,27 @@ using nlohmann::json;
 
 namespace {
 
+// The namespace a namespaced path (".../namespaces/NS/...") names when it is not stored, as a
+// real server refuses objects in a missing namespace; nullopt otherwise.
+std::optional<std::string> missing_namespace(const std::map<std::string, json>& objects,
+                                             const std::string& path) {
+  constexpr std::string_view kMarker = "/namespaces/";
+  const auto start = path.find(kMarker);
+  if (start == std::string::npos) {
+    return std::nullopt;
+  }
+  const auto name_start = start + kMarker.size();
+  const auto name_end = path.find('/', name_start);
+  if (name_end == std::string::npos) {
+    return std::nullopt;  // the Namespace itself
+  }
+  auto name = path.substr(name_start, name_end - name_start);
+  if (objects.count("/api/v1/namespaces/" + name) != 0) {
+    return std::nullopt;
+  }
+  return name;
+}
+
 json resource_list(const std::string& group_version,
                    const std::vector<std::tuple<std::string, std::string, bool>>& resources) {
   json list = json::array();
@@ -150,13 +171,9 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     auto created = json::parse(request.body);
     const auto path =
         request.path + "/" + created.value(json::json_pointer("/metadata/name"), std::string());
-    const auto namespaces = request.path.find("/namespaces/");
-    if (namespaces != std::string::npos) {
-      const auto name_end = request.path.find('/', namespaces + 12);
-      const auto ns = request.path.substr(namespaces + 12, name_end - namespaces - 12);
-      if (objects_.count("/api/v1/namespaces/" + ns) == 0) {
-        return json_reply(404, status_body(404, "NotFound", "namespaces \"" + ns + "\" not found"));
-      }
+    if (const auto missing = missing_namespace(objects_, request.path)) {
+      return json_reply(404,
+                        status_body(404, "NotFound", "namespaces \"" + *missing + "\" not found"));
     }
     if (objects_.count(path) != 0) {
       return json_reply(409, status_body(409, "AlreadyExists", path + " already exists"));
@@ -209,15 +226,9 @@ ServerReply FakeApiServer::handle(const ReceivedRequest& request) {
     }
     auto applied = json::parse(request.body);
     const auto existing = objects_.find(request.path);
-    // Namespaced objects need their namespace, as on a real server.
-    const auto namespaces = request.path.find("/namespaces/");
-    if (namespaces != std::string::npos &&
-        request.path.find('/', namespaces + 12) != std::string::npos) {
-      const auto name_end = request.path.find('/', namespaces + 12);
-      const auto ns = request.path.substr(namespaces + 12, name_end - namespaces - 12);
-      if (objects_.count("/api/v1/namespaces/" + ns) == 0) {
-        return json_reply(404, status_body(404, "NotFound", "namespaces \"" + ns + "\" not found"));
-      }
+    if (const auto missing = missing_namespace(objects_, request.path)) {
+      return json_reply(404,
+                        status_body(404, "NotFound", "namespaces \"" + *missing + "\" not found"));
     }
     if (existing == objects_.end()) {
       applied["metadata"]["resourceVersion"] = std::to_string(dry_run ? 0 : ++next_version_);
