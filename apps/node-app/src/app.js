@@ -54,7 +54,9 @@ function requestId (req) {
 function buildApp (config, options = {}) {
   const hostname = options.hostname ?? os.hostname()
   const tracker = new ConnectionTracker()
-  const lifecycle = { ready: true, closing: false, deadline: undefined }
+  // lastResponseAt: when the last request other than a probe or a scrape ended; the drain's log
+  // reports it, for the deployer's drain-race timeline.
+  const lifecycle = { ready: true, closing: false, deadline: undefined, lastResponseAt: undefined }
   const inflight = new Set()
 
   const app = Fastify({
@@ -91,7 +93,10 @@ function buildApp (config, options = {}) {
     reply.header('x-request-id', request.id)
     const entry = { method: request.method, path: request.url.split('?')[0], requestId: request.id, start: Date.now() }
     inflight.add(entry)
-    reply.raw.once('close', () => inflight.delete(entry))
+    reply.raw.once('close', () => {
+      inflight.delete(entry)
+      if (!QUIET_ROUTES.has(entry.path)) lifecycle.lastResponseAt = new Date()
+    })
   })
 
   // Decided when the header is written, not when the request arrived, so a long request accepted
@@ -217,7 +222,7 @@ function buildApp (config, options = {}) {
     tracker.startReaping()
     app.log.info('shutdown: stopped accepting; draining connections')
     await closed
-    app.log.info('shutdown: drained')
+    app.log.info({ last_response_at: lifecycle.lastResponseAt?.toISOString() ?? null }, 'shutdown: drained')
   })
 
   /** Logs every request still running; called when the shutdown timeout runs out. */

@@ -125,3 +125,17 @@ test('requests before a drain are never refused', async (t) => {
   assert.equal(res.status, 200)
   assert.equal(res.body, 'line 1 of 1\n')
 })
+
+test('the drained line reports the last response, not the later probes', async (t) => {
+  const { app, port, logs } = await startApp(t)
+  const before = Date.now()
+  assert.equal((await request(port, 'GET', '/?sleep=0')).status, 200)
+  await sleep(50)
+  const after = Date.now() // before the probe: its response must not count
+  assert.equal((await request(port, 'GET', '/readyz')).status, 200)
+  await app.drain(0)
+  const line = logs.lines.find((entry) => entry.msg === 'shutdown: drained')
+  assert.ok(line, "no 'shutdown: drained' line")
+  const at = Date.parse(line.last_response_at)
+  assert.ok(at >= before && at <= after, `last_response_at ${line.last_response_at}, want the GET / between ${before} and ${after}`)
+})

@@ -44,6 +44,9 @@ type App struct {
 
 	inflightMu sync.Mutex
 	inflight   map[*inflightRequest]struct{}
+	// lastResponse is when the last request other than a probe or a scrape ended (Unix ns; 0
+	// until one did): the drain's log reports it, for the deployer's drain-race timeline.
+	lastResponse atomic.Int64
 
 	conns      *connTracker
 	srv        *http.Server

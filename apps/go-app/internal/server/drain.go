@@ -186,7 +186,7 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) error {
 	defer ticker.Stop()
 	for {
 		if a.conns.closeQuiet(idleCloseAfter) == 0 && a.inflightCount() == 0 {
-			a.log.Info("shutdown: drained")
+			a.log.Info("shutdown: drained", a.lastResponseAttr())
 			return nil
 		}
 		select {
@@ -216,6 +216,15 @@ func (a *App) refuseBeyondDrain(w http.ResponseWriter, need time.Duration) bool 
 		"shutting down: this request needs %.0f s, the drain has %.0f s left; retry on another replica",
 		need.Seconds(), max(left, 0).Seconds()))
 	return true
+}
+
+// lastResponseAttr is last_response_at: RFC 3339 with nanoseconds, or null before any response.
+func (a *App) lastResponseAttr() slog.Attr {
+	ns := a.lastResponse.Load()
+	if ns == 0 {
+		return slog.Any("last_response_at", nil)
+	}
+	return slog.String("last_response_at", time.Unix(0, ns).UTC().Format(time.RFC3339Nano))
 }
 
 func (a *App) inflightCount() int {

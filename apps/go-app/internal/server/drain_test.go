@@ -264,3 +264,34 @@ func TestRequestsBeforeADrainAreNeverRefused(t *testing.T) {
 		t.Fatalf("no drain: %d %q", resp.StatusCode, body)
 	}
 }
+
+// The drained line says when the last request other than a probe ended: the deployer's drain-race
+// timeline reads it from the pod's log.
+func TestDrainedLineReportsTheLastResponseButNotProbes(t *testing.T) {
+	app := startApp(t, testConfig())
+	before := time.Now()
+	if resp, _ := app.do(t, http.MethodGet, "/?sleep=0", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("GET /: %d", resp.StatusCode)
+	}
+	after := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	if resp, _ := app.do(t, http.MethodGet, "/readyz", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("GET /readyz: %d", resp.StatusCode)
+	}
+	if err := waitDrain(t, drainAsync(app, 10*time.Second, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range app.logs.lines(t) {
+		if line["msg"] != "shutdown: drained" {
+			continue
+		}
+		text, _ := line["last_response_at"].(string)
+		at, err := time.Parse(time.RFC3339Nano, text)
+		if err != nil || at.Before(before) || at.After(after) {
+			t.Fatalf("last_response_at %q (%v), want the GET / between %v and %v (not the later /readyz)",
+				text, err, before, after)
+		}
+		return
+	}
+	t.Fatal("no 'shutdown: drained' line")
+}

@@ -89,6 +89,9 @@ func (a *App) wrap(next http.Handler) http.Handler {
 			a.inflightMu.Lock()
 			delete(a.inflight, req)
 			a.inflightMu.Unlock()
+			if !quietRoutes[r.URL.Path] {
+				a.lastResponse.Store(time.Now().UnixNano())
+			}
 		}()
 
 		rw := &responseWriter{ResponseWriter: w, app: a, status: http.StatusOK}
