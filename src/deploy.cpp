@@ -21,6 +21,7 @@
 #include "deployapps/console.hpp"
 #include "deployapps/credentials.hpp"
 #include "deployapps/discovery.hpp"
+#include "deployapps/drain_timeline.hpp"
 #include "deployapps/encoding.hpp"
 #include "deployapps/errors.hpp"
 #include "deployapps/images.hpp"
@@ -209,6 +210,7 @@ json rollout_json(const RolloutReport& rollout) {
           {"probeRequests", rollout.probe_requests},
           {"probeFailures", rollout.probe_failures},
           {"ingressCheck", rollout.ingress_check},
+          {"drainTimelines", rollout.drain_timelines},
           {"reports", rollout.reports_written}};
 }
 
@@ -695,6 +697,16 @@ void DeployCommand::apply_to_cluster() {
       settings.min_requests = options_.min_requests;
       if (!options_.no_verify && !options_.no_wait) {
         settings.ingress = ingress_check_settings(rendered);
+        DrainTimelineSettings drain;
+        drain.namespace_name = rendered.namespace_name;
+        drain.pod_selector = match_labels_selector(rollout_target.deployment);
+        drain.service = rendered.app;  // manifests/templates/service.yaml names it after the app
+        drain.container = rollout_target.deployment.value(
+            nlohmann::json::json_pointer("/spec/template/spec/containers/0/name"), std::string());
+        if (settings.ingress) {
+          drain.ingress_api_url = traefik_services_url(settings.ingress->metrics_url);
+        }
+        settings.drain = std::move(drain);
         settings.probe = options_.no_probe ? std::nullopt : probe_config(rendered);
         if (!settings.probe && !options_.no_probe) {
           console.line(rendered.app,

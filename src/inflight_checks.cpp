@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "deployapps/budget.hpp"
+#include "deployapps/drain_timeline.hpp"
 #include "deployapps/errors.hpp"
 #include "deployapps/ingress_check.hpp"
 #include "deployapps/probe/probe.hpp"
@@ -57,6 +59,18 @@ void InFlightChecks::start(const std::optional<probe::Config>& config,
   }
 }
 
+void InFlightChecks::start_drain_timeline(const RestConfig& config,
+                                          const DrainTimelineSettings& settings, Deadline overall,
+                                          Deadline deadline) {
+  auto recorder = std::make_unique<DrainTimelineRecorder>(config, settings, overall);
+  recorder->start(deadline);
+  drain_ = std::move(recorder);
+  console_.line(app_, fmt::format("in-flight checks: the old pods' drain race (EndpointSlices{}, "
+                                  "their logs; preStop sleep {})",
+                                  settings.ingress_api_url.empty() ? "" : ", the ingress's API",
+                                  format_duration(settings.configured_prestop)));
+}
+
 std::size_t InFlightChecks::failure_count() const {
   std::size_t failures = probe_ ? probe_->failure_count() : 0;
   if (ingress_) {
@@ -69,17 +83,39 @@ std::size_t InFlightChecks::failure_count() const {
 }
 
 std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& report_dir) {
-  if (!probe_ && !ingress_) {
+  if (!running()) {
     return std::nullopt;
   }
   CheckOutcome outcome;
+  if (drain_) {
+    auto drained = drain_->stop(Deadline::after(kDrainLogFinish));
+    drain_.reset();
+    for (const auto& line : drained.lines) {
+      console_.line(app_, "drain race: " + line);
+    }
+    outcome.drain_failed = drained.failed;
+    outcome.drain_timelines = std::move(drained.timelines);
+    if (drained.failed) {
+      outcome.failure = "drain race: " + drained.failure;
+    }
+    if (!report_dir.empty() && !outcome.drain_timelines.empty()) {
+      try {
+        std::filesystem::create_directories(report_dir);
+        const auto path = report_dir / "drain.json";
+        std::ofstream(path, std::ios::trunc) << outcome.drain_timelines.dump(2) << '\n';
+        outcome.reports_written.push_back(path.string());
+      } catch (const std::exception& error) {
+        console_.line(app_, fmt::format("warning: drain timelines not written: {}", error.what()));
+      }
+    }
+  }
   if (ingress_) {
     const auto judgement = ingress_->stop();
     ingress_.reset();
     outcome.ingress_failed = judgement.failed;
     outcome.ingress_summary = judgement.summary;
     console_.line(app_, "real-traffic check: " + judgement.summary);
-    if (judgement.failed) {
+    if (judgement.failed && outcome.failure.empty()) {
       outcome.failure =
           "real-traffic check: users got errors from the ingress: " + judgement.summary;
     }

@@ -87,7 +87,9 @@ std::optional<double> parse_value(std::string_view text) {
   }
 }
 
-// A plain HTTP GET of a metrics endpoint, bounded by `timeout` as a whole.
+
+}  // namespace
+
 std::string http_get(const std::string& url, Duration timeout) {
   const auto target = probe::Target::parse(url);
   net::io_context io;
@@ -134,8 +136,6 @@ std::string http_get(const std::string& url, Duration timeout) {
   }
   return response.body();
 }
-
-}  // namespace
 
 std::vector<MetricSample> parse_prometheus_text(std::string_view text) {
   std::vector<MetricSample> samples;

@@ -301,11 +301,9 @@ std::optional<json> KubeClient::get_if_exists(const std::string& path, Deadline 
 void KubeClient::watch(const ApiRequest& request,
                        const std::function<bool(const json& event)>& on_event,
                        Duration idle_timeout, Deadline deadline) {
-  const auto http = build(request, deadline);
-  ++requests_sent_;
   const auto what = request.description.empty() ? "watch " + request.path : request.description;
-  const auto head = http_.stream_lines(
-      http,
+  stream_lines(
+      request,
       [&](std::string_view line) {
         auto event = json::parse(line, nullptr, false);
         if (event.is_discarded() || !event.is_object()) {
@@ -315,6 +313,15 @@ void KubeClient::watch(const ApiRequest& request,
         return on_event(event);
       },
       idle_timeout, deadline);
+}
+
+void KubeClient::stream_lines(const ApiRequest& request,
+                              const std::function<bool(std::string_view line)>& on_line,
+                              Duration idle_timeout, Deadline deadline) {
+  const auto http = build(request, deadline);
+  ++requests_sent_;
+  const auto what = request.description.empty() ? "GET " + request.path : request.description;
+  const auto head = http_.stream_lines(http, on_line, idle_timeout, deadline);
   if (head.status == 401) {
     credentials_->invalidate();
   }

@@ -177,15 +177,27 @@ class AppRollout::Impl {
   // available). Returns false when that version already fails them: nothing may be applied then,
   // or the release would be blamed, and rolled back, for failures it did not cause.
   bool start_checks(const std::optional<json>& live) {
-    if (!settings_.probe && !settings_.ingress) {
+    if (!settings_.probe && !settings_.ingress && !settings_.drain) {
       return true;
     }
     if (!live || integer_at(*live, "/status/availableReplicas") <= 0) {
       console_.line(target_.app, "in-flight checks skipped: no version serves yet");
       return true;
     }
-    checks_.start(settings_.probe, settings_.ingress, settings_.probe_warmup);
+    if (settings_.probe || settings_.ingress) {
+      checks_.start(settings_.probe, settings_.ingress, settings_.probe_warmup);
+    }
     if (checks_.failure_count() == 0) {
+      if (settings_.drain && pre_apply_.template_changed) {
+        auto drain = *settings_.drain;
+        drain.configured_prestop = prestop_sleep_of(pod_template_of(*live));
+        try {
+          checks_.start_drain_timeline(config_, drain, budget_.overall, budget_.rollout);
+        } catch (const Error&) {
+          stop_checks(false);  // nothing was applied: the error says why
+          throw;
+        }
+      }
       return true;
     }
     stop_checks(true);
@@ -211,7 +223,8 @@ class AppRollout::Impl {
                                    outcome->reports_written.end());
     probe_judged_ = outcome->judged;
     report_.ingress_check = outcome->ingress_summary;
-    const bool failed = outcome->failures > 0 || outcome->ingress_failed;
+    report_.drain_timelines = outcome->drain_timelines;
+    const bool failed = outcome->failures > 0 || outcome->ingress_failed || outcome->drain_failed;
     if (failed) {
       probe_failure_ = outcome->failure;
     }

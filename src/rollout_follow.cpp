@@ -207,6 +207,8 @@ void RolloutFollower::stop_watches_keeping_versions() {
       case WatchSource::kPod:
         pods_rv_ = version;
         break;
+      case WatchSource::kEndpointSlice:  // not watched here (drain_timeline.hpp)
+        break;
     }
   }
   watchers_.clear();

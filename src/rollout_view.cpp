@@ -65,6 +65,8 @@ std::optional<std::string> RolloutView::absorb(std::vector<WatchEvent> events) {
         }
         absorb_into(pods_, event);
         break;
+      case WatchSource::kEndpointSlice:  // not watched here (drain_timeline.hpp)
+        break;
     }
   }
   return std::nullopt;

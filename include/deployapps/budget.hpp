@@ -57,6 +57,17 @@ inline constexpr Duration kLockReleaseMinimum = std::chrono::seconds(1);
 // each reading bounded by the timeout (a local endpoint answers in milliseconds).
 inline constexpr Duration kIngressScrapeInterval = std::chrono::seconds(1);
 inline constexpr Duration kIngressScrapeTimeout = std::chrono::seconds(2);
+// The drain-race timeline (drain_timeline.hpp) asks the ingress's API this often which pods it
+// routes to, while an old pod is still listed there; its moment "left the ingress" is up to one
+// interval late.
+inline constexpr Duration kDrainIngressPollInterval = std::chrono::milliseconds(200);
+inline constexpr Duration kDrainIngressPollTimeout = std::chrono::seconds(1);
+// A deleted pod's log is followed from this far back (a watch event may arrive late), and a
+// silence this long ends the reading (a drain without traffic logs little until it ends).
+inline constexpr Duration kDrainLogLookBack = std::chrono::seconds(5);
+inline constexpr Duration kDrainLogIdle = std::chrono::minutes(5);
+// After the old pods exited, their log readers get this long to see the last lines.
+inline constexpr Duration kDrainLogFinish = std::chrono::seconds(3);
 // Old pods get their own termination grace period plus this to report an exit code.
 inline constexpr Duration kDrainMargin = std::chrono::seconds(15);
 

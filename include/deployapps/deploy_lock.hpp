@@ -32,7 +32,6 @@
 namespace deployapps {
 
 class Console;
-using WallTime = std::chrono::system_clock::time_point;
 
 // What a Lease says about the lock at a given time.
 enum class LockState {

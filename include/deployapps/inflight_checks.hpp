@@ -10,7 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "deployapps/console.hpp"
+#include "deployapps/drain_timeline.hpp"
+#include "deployapps/kubeconfig.hpp"
 #include "deployapps/probe/config.hpp"
 #include "deployapps/time.hpp"
 
@@ -20,6 +24,7 @@ namespace probe {
 class Probe;
 }
 class IngressCheck;
+class DrainTimelineRecorder;
 
 struct CheckOutcome {
   std::size_t requests = 0;
@@ -30,6 +35,9 @@ struct CheckOutcome {
   // The real-traffic check (ingress_check.hpp): its verdict and what it counted ("" when off).
   bool ingress_failed = false;
   std::string ingress_summary;
+  // The drain-race timelines (drain_timeline.hpp): a negative margin fails.
+  bool drain_failed = false;
+  nlohmann::json drain_timelines = nlohmann::json::array();
 };
 
 // Where the real-traffic check reads the ingress controller's counters, and for which Service.
@@ -54,12 +62,18 @@ class InFlightChecks {
   // ingress endpoint does not answer.
   void start(const std::optional<probe::Config>& config,
              const std::optional<IngressCheckSettings>& ingress, Duration warmup);
-  [[nodiscard]] bool running() const noexcept { return probe_ != nullptr || ingress_ != nullptr; }
+  // Starts recording the old pods' drain-race timelines. Throws ApiError (a missing permission
+  // is named) before anything is applied.
+  void start_drain_timeline(const RestConfig& config, const DrainTimelineSettings& settings,
+                            Deadline overall, Deadline deadline);
+  [[nodiscard]] bool running() const noexcept {
+    return probe_ != nullptr || ingress_ != nullptr || drain_ != nullptr;
+  }
   // Failed requests so far (the probe's, plus the ingress's errors beyond what its baseline
   // allows); 0 when not running.
   [[nodiscard]] std::size_t failure_count() const;
-  // Stops the traffic; writes probe.json, junit.xml and timeline.png into `report_dir` unless it
-  // is empty. nullopt when it was not running.
+  // Stops the traffic; writes probe.json, junit.xml, timeline.png and drain.json into
+  // `report_dir` unless it is empty. nullopt when it was not running.
   std::optional<CheckOutcome> stop(const std::filesystem::path& report_dir);
 
  private:
@@ -67,6 +81,7 @@ class InFlightChecks {
   Console& console_;
   std::unique_ptr<probe::Probe> probe_;
   std::unique_ptr<IngressCheck> ingress_;
+  std::unique_ptr<DrainTimelineRecorder> drain_;
 };
 
 }  // namespace deployapps

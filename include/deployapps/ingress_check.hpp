@@ -43,6 +43,10 @@ struct MetricSample {
 // parser for it (prometheus-cpp only exposes metrics), and the format is a line per sample.
 [[nodiscard]] std::vector<MetricSample> parse_prometheus_text(std::string_view text);
 
+// A plain HTTP GET (Traefik's metrics and API endpoints), bounded by `timeout` as a whole; the body
+// of a 200. Throws TimeoutError or NetworkError. Hand-written on Beast: the API client is TLS-only.
+[[nodiscard]] std::string http_get(const std::string& url, Duration timeout);
+
 struct IngressCounts {
   double requests = 0;             // every answer, errors included
   double server_errors = 0;        // 5xx

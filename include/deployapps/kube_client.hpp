@@ -81,6 +81,12 @@ class KubeClient {
              const std::function<bool(const nlohmann::json& event)>& on_event,
              Duration idle_timeout, Deadline deadline);
 
+  // Streams any line-oriented answer (a watch, a followed pod log) to `on_line` until the server
+  // ends it or on_line returns false; a non-200 answer throws ApiError.
+  void stream_lines(const ApiRequest& request,
+                    const std::function<bool(std::string_view line)>& on_line,
+                    Duration idle_timeout, Deadline deadline);
+
   // Thread-safe: ends a watch in progress on this client (and any later one) as if on_event had
   // returned false.
   void cancel_watch() { http_.cancel_stream(); }

@@ -16,6 +16,7 @@
 #include "deployapps/budget.hpp"
 #include "deployapps/console.hpp"
 #include "deployapps/diagnosis.hpp"
+#include "deployapps/drain_timeline.hpp"
 #include "deployapps/inflight_checks.hpp"
 #include "deployapps/kube_client.hpp"
 #include "deployapps/kubeconfig.hpp"
@@ -48,6 +49,9 @@ struct RolloutSettings {
   std::optional<probe::Config> probe;
   // The real-traffic check (issue 17): unset when no ingress metrics URL is known or --no-verify.
   std::optional<IngressCheckSettings> ingress;
+  // The drain-race timeline of the old pods (drain_timeline.hpp): unset with --no-verify or
+  // --no-wait. Its preStop sleep is read from the live Deployment before the apply.
+  std::optional<DrainTimelineSettings> drain;
   std::filesystem::path report_dir;  // the probe's report.json and timeline.png go here
   Duration probe_warmup = std::chrono::seconds(2);  // traffic before the change is applied
   Duration never_ready_after = kNeverReadyAfter;
@@ -78,6 +82,7 @@ struct RolloutReport {
   std::size_t probe_requests = 0;
   std::size_t probe_failures = 0;
   std::string ingress_check;  // what the real-traffic check counted; "" when it did not run
+  nlohmann::json drain_timelines = nlohmann::json::array();  // one per old pod replaced
   std::vector<std::string> reports_written;
 };
 

@@ -16,7 +16,7 @@
 
 namespace deployapps {
 
-enum class WatchSource { kDeployment, kReplicaSet, kPod };
+enum class WatchSource { kDeployment, kReplicaSet, kPod, kEndpointSlice };
 
 struct WatchEvent {
   WatchSource source = WatchSource::kDeployment;

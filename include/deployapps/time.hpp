@@ -8,6 +8,8 @@
 namespace deployapps {
 
 using Clock = std::chrono::steady_clock;
+// Wall-clock time, for what the API and other processes timestamp.
+using WallTime = std::chrono::system_clock::time_point;
 using Duration = std::chrono::milliseconds;
 
 // A point in time after which an operation must give up. Passed down to every network call;
