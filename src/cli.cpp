@@ -117,15 +117,20 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                "When another deploy of an app is in progress, wait for it to end (within "
                "--timeout) instead of refusing at once");
   app.add_flag("--no-verify", options.no_verify,
-               "Turn off the in-flight checks (traffic probe, old pods' drain exit codes)");
+               "Turn off the in-flight checks (traffic probe, real traffic, the old pods' drain "
+               "race and exit codes)");
   app.add_option("--probe-url", options.probe_urls,
                  "Where the in-flight checks send traffic: URL for every app, or APP=URL "
                  "(default for --env local: the app's ingress through http://127.0.0.1:8088)")
       ->type_name("[APP=]URL")
       ->allow_extra_args(false);
   app.add_flag("--no-probe", options.no_probe,
-               "Send no synthetic traffic: only real traffic (--ingress-metrics) and the old pods' "
-               "exit codes are checked");
+               "Send no synthetic traffic: only real traffic (--ingress-metrics), the old pods' "
+               "drain race and their exit codes are checked");
+  app.add_flag("--no-drain-check", options.no_drain_check,
+               "Do not record and judge the old pods' drain race (when routers stop sending to "
+               "an old pod against when it stops listening); for controls that isolate another "
+               "check");
   app.add_option("--ingress-metrics", options.ingress_metrics_url,
                  "The ingress controller's Prometheus endpoint: its counters of 5xx and 499 "
                  "answers judge real traffic during the rollout (default for --env local: "

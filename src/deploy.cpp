@@ -186,6 +186,21 @@ TargetOptions target_options(const DeployOptions& options, const ProcessEnvironm
 
 namespace {
 
+// What the drain-race timeline watches for one app (its preStop sleep is the live one's).
+DrainTimelineSettings drain_timeline_settings(const RenderedApp& app, const json& deployment,
+                                              const std::optional<IngressCheckSettings>& ingress) {
+  DrainTimelineSettings settings;
+  settings.namespace_name = app.namespace_name;
+  settings.pod_selector = match_labels_selector(deployment);
+  settings.service = app.app;  // manifests/templates/service.yaml names it after the app
+  settings.container =
+      deployment.value(json::json_pointer("/spec/template/spec/containers/0/name"), std::string());
+  if (ingress) {
+    settings.ingress_api_url = traefik_services_url(ingress->metrics_url);
+  }
+  return settings;
+}
+
 json rollout_json(const RolloutReport& rollout) {
   json old_pods = json::array();
   for (const auto& pod : rollout.old_pods) {
@@ -697,16 +712,10 @@ void DeployCommand::apply_to_cluster() {
       settings.min_requests = options_.min_requests;
       if (!options_.no_verify && !options_.no_wait) {
         settings.ingress = ingress_check_settings(rendered);
-        DrainTimelineSettings drain;
-        drain.namespace_name = rendered.namespace_name;
-        drain.pod_selector = match_labels_selector(rollout_target.deployment);
-        drain.service = rendered.app;  // manifests/templates/service.yaml names it after the app
-        drain.container = rollout_target.deployment.value(
-            nlohmann::json::json_pointer("/spec/template/spec/containers/0/name"), std::string());
-        if (settings.ingress) {
-          drain.ingress_api_url = traefik_services_url(settings.ingress->metrics_url);
+        if (!options_.no_drain_check) {
+          settings.drain =
+              drain_timeline_settings(rendered, rollout_target.deployment, settings.ingress);
         }
-        settings.drain = std::move(drain);
         settings.probe = options_.no_probe ? std::nullopt : probe_config(rendered);
         if (!settings.probe && !options_.no_probe) {
           console.line(rendered.app,

@@ -50,17 +50,6 @@ std::string format_signed(const std::optional<Duration>& duration) {
   return duration->count() < 0 ? "-" + format_duration(-*duration) : format_duration(*duration);
 }
 
-std::string format_wall(const WallTime& when) {
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", utc.tm_year + 1900,
-                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                     (micros % 1000000) / 1000);
-}
-
 // The host of "http://10.1.2.3:8080" or "http://[fd00::1]:8080".
 std::string url_host(std::string_view url) {
   if (const auto scheme = url.find("://"); scheme != std::string_view::npos) {
@@ -176,18 +165,20 @@ DrainJudgement judge_drain(const PodDrain& pod, Duration configured_prestop) {
       "after that{}; preStop sleep needed {}, configured {}{}",
       pod.pod, format_signed(judgement.propagation), routers, format_signed(judgement.margin),
       judgement.failed ? " (NEGATIVE: new connections could reach a closed listener)" : "",
-      format_signed(judgement.prestop_needed), format_duration(configured_prestop),
+      judgement.prestop_needed && judgement.prestop_needed->count() <= 0
+          ? std::string("none (they let go before SIGTERM)")
+          : format_signed(judgement.prestop_needed),
+      format_duration(configured_prestop),
       pod.log_error.empty() ? std::string() : "; its log: " + pod.log_error);
   return judgement;
 }
 
-json drain_json(const PodDrain& pod, const DrainJudgement& judgement,
-                Duration configured_prestop) {
+json drain_json(const PodDrain& pod, const DrainJudgement& judgement, Duration configured_prestop) {
   const auto moment = [&](const std::optional<WallTime>& when) -> json {
     if (!when) {
       return nullptr;
     }
-    json out{{"at", format_wall(*when)}};
+    json out{{"at", format_rfc3339(*when)}};
     if (const auto after = between(pod.deletion_seen, when)) {
       out["afterDeletionSeconds"] = static_cast<double>(after->count()) / 1000.0;
     }
@@ -280,9 +271,9 @@ class DrainTimelineRecorder::Impl {
       }
     }
     poll_ingress();
-    watchers_.push_back(std::make_unique<CollectionWatcher>(
-        config_, WatchSource::kPod, pods_path, pods_query, resource_version_of(pods), queue_,
-        overall_));
+    watchers_.push_back(std::make_unique<CollectionWatcher>(config_, WatchSource::kPod, pods_path,
+                                                            pods_query, resource_version_of(pods),
+                                                            queue_, overall_));
     watchers_.push_back(std::make_unique<CollectionWatcher>(
         config_, WatchSource::kEndpointSlice, slices_path, slices_query,
         resource_version_of(slices), queue_, overall_));
@@ -304,6 +295,14 @@ class DrainTimelineRecorder::Impl {
       }
       outcome.lines.push_back(judgement.summary);
       outcome.timelines.push_back(drain_json(pod, judgement, settings_.configured_prestop));
+      // The pod's name ends in a 5-character suffix: enough to tell two old pods apart.
+      const auto short_name = name.size() > 5 ? name.substr(name.size() - 5) : name;
+      if (judgement.routers_stopped) {
+        outcome.moments.emplace_back(short_name + " no router sends", *judgement.routers_stopped);
+      }
+      if (pod.log.stopped_accepting) {
+        outcome.moments.emplace_back(short_name + " stops listening", *pod.log.stopped_accepting);
+      }
     }
     return outcome;
   }
@@ -319,18 +318,27 @@ class DrainTimelineRecorder::Impl {
   }
 
   void stop_threads(Deadline logs_deadline) {
-    if (stopping_.exchange(true)) {
+    if (stopping_.load()) {
       return;
     }
+    // The log readers end by themselves when their container exits. Worth waiting for while the
+    // watches still run, only when every deleted pod has exited (not after a Ctrl-C or a timeout
+    // mid-drain: then an exit not seen within kDrainExitSeen ends the wait), and never past the
+    // budget.
+    const auto until = Deadline::at(std::min(logs_deadline.when(), overall_.when()));
+    const auto exit_seen = Deadline::after(kDrainExitSeen);
+    while (!until.expired() && logs_running_.load() > 0) {
+      if (exit_seen.expired() && !deleted_pods_exited()) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    stopping_.store(true);
     if (thread_.joinable()) {
       thread_.join();
     }
     for (auto& watcher : watchers_) {
       watcher->stop();
-    }
-    // The log readers end by themselves when their container exits.
-    while (!logs_deadline.expired() && logs_running_.load() > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     std::vector<std::unique_ptr<LogReader>> readers;
     {
@@ -343,6 +351,13 @@ class DrainTimelineRecorder::Impl {
         reader->thread.join();
       }
     }
+  }
+
+  bool deleted_pods_exited() {
+    const std::lock_guard lock(mutex_);
+    return std::all_of(pods_.begin(), pods_.end(), [](const auto& entry) {
+      return !entry.second.deletion_seen || entry.second.exit_code.has_value();
+    });
   }
 
   void loop() {
@@ -445,8 +460,8 @@ class DrainTimelineRecorder::Impl {
     const auto now = std::chrono::system_clock::now();
     const std::lock_guard lock(mutex_);
     for (auto& [name, pod] : pods_) {
-      const bool listed = !pod.ip.empty() && std::find(hosts.begin(), hosts.end(), pod.ip) !=
-                                                 hosts.end();
+      const bool listed =
+          !pod.ip.empty() && std::find(hosts.begin(), hosts.end(), pod.ip) != hosts.end();
       if (listed) {
         pod.ingress_listed = true;
       } else if (pod.ingress_listed && pod.deletion_seen && !pod.ingress_left) {

@@ -87,8 +87,10 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
     return std::nullopt;
   }
   CheckOutcome outcome;
+  std::vector<std::pair<std::string, WallTime>> drain_moments;
   if (drain_) {
     auto drained = drain_->stop(Deadline::after(kDrainLogFinish));
+    drain_moments = std::move(drained.moments);
     drain_.reset();
     for (const auto& line : drained.lines) {
       console_.line(app_, "drain race: " + line);
@@ -125,8 +127,13 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
   }
   probe_->mark(probe::kRolloutEnd);
   probe_->stop_and_wait();
-  const auto result = probe_->take_report();
+  auto result = probe_->take_report();
   probe_.reset();
+  // The drain race on the probe's time axis (the chart's): its offsets count from started_at.
+  const auto probe_started = parse_rfc3339(result.info().started_at);
+  for (const auto& [name, when] : drain_moments) {
+    result.add_mark({name, std::chrono::duration_cast<probe::Offset>(when - probe_started)});
+  }
   outcome.requests = result.records().size();
   outcome.failures = result.failures().size();
   const auto summary = result.summary();

@@ -87,7 +87,6 @@ std::optional<double> parse_value(std::string_view text) {
   }
 }
 
-
 }  // namespace
 
 std::string http_get(const std::string& url, Duration timeout) {

@@ -170,4 +170,15 @@ std::chrono::system_clock::time_point parse_rfc3339(std::string_view text) {
   return std::chrono::system_clock::from_time_t(utc - offset_seconds) + fraction;
 }
 
+std::string format_rfc3339(WallTime when) {
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
+  const auto seconds = static_cast<std::time_t>(millis / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                     millis % 1000);
+}
+
 }  // namespace deployapps

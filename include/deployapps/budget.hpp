@@ -66,8 +66,11 @@ inline constexpr Duration kDrainIngressPollTimeout = std::chrono::seconds(1);
 // silence this long ends the reading (a drain without traffic logs little until it ends).
 inline constexpr Duration kDrainLogLookBack = std::chrono::seconds(5);
 inline constexpr Duration kDrainLogIdle = std::chrono::minutes(5);
-// After the old pods exited, their log readers get this long to see the last lines.
+// After the old pods exited, their log readers get this long to see the last lines; a pod whose
+// exit the recorder has not seen within kDrainExitSeen is still draining (a Ctrl-C, a timeout),
+// and its log is not waited for.
 inline constexpr Duration kDrainLogFinish = std::chrono::seconds(3);
+inline constexpr Duration kDrainExitSeen = std::chrono::milliseconds(500);
 // Old pods get their own termination grace period plus this to report an exit code.
 inline constexpr Duration kDrainMargin = std::chrono::seconds(15);
 

@@ -41,6 +41,7 @@ struct DeployOptions {
   // The flags side by side: clang-analyzer's padding check counts the holes between them.
   bool no_verify = false;
   bool no_probe = false;                // --no-probe: no synthetic traffic; other checks stay
+  bool no_drain_check = false;          // --no-drain-check: the drain race is not judged
   bool no_wait = false;                 // apply and return: no rollout watch, no rollback
   bool wait_for_lock = false;           // another deploy of an app holds its lock: wait for it
   std::size_t min_requests = 0;         // --min-requests: 0 = no minimum

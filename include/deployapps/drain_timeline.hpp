@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -112,14 +113,15 @@ struct DrainOutcome {
   std::string failure;             // the first negative margin, for people; "" when none
   std::vector<std::string> lines;  // one per old pod, for people
   nlohmann::json timelines = nlohmann::json::array();
+  // When no router sent to each old pod, and when it stopped listening: marks for the chart.
+  std::vector<std::pair<std::string, WallTime>> moments;
 };
 
 // Records the timelines of the pods that exist when it starts (the old ones) as they are
 // deleted: a pod watch, an EndpointSlice watch, Traefik's API and each old pod's log.
 class DrainTimelineRecorder {
  public:
-  DrainTimelineRecorder(const RestConfig& config, DrainTimelineSettings settings,
-                        Deadline overall);
+  DrainTimelineRecorder(const RestConfig& config, DrainTimelineSettings settings, Deadline overall);
   ~DrainTimelineRecorder();
   DrainTimelineRecorder(const DrainTimelineRecorder&) = delete;
   DrainTimelineRecorder& operator=(const DrainTimelineRecorder&) = delete;

@@ -44,4 +44,7 @@ class Deadline {
 // Throws ConfigError when malformed.
 [[nodiscard]] std::chrono::system_clock::time_point parse_rfc3339(std::string_view text);
 
+// Formats a wall-clock time as RFC 3339 in UTC with milliseconds: "2026-01-02T03:04:05.678Z".
+[[nodiscard]] std::string format_rfc3339(WallTime when);
+
 }  // namespace deployapps

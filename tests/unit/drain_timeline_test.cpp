@@ -97,8 +97,7 @@ TEST_CASE("an EndpointSlice's endpoints: absent ready means ready", "[drain]") {
   CHECK(deployapps::slice_endpoints(json::parse(R"({"endpoints": null})")).empty());
 }
 
-TEST_CASE("Traefik's servers for one Service that take new requests (not fenced ones)",
-          "[drain]") {
+TEST_CASE("Traefik's servers for one Service that take new requests (not fenced ones)", "[drain]") {
   const auto services = json::parse(R"([
     {"name": "shop-go-app-80@kubernetes", "loadBalancer": {"servers": [
       {"url": "http://10.22.0.7:8080"}, {"url": "http://10.22.0.6:8080", "fenced": true},

@@ -9,6 +9,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -121,6 +122,8 @@ class Report {
   [[nodiscard]] const RunInfo& info() const noexcept { return info_; }
   [[nodiscard]] const RecordLog& records() const noexcept { return records_; }
   [[nodiscard]] const std::vector<Mark>& marks() const noexcept { return marks_; }
+  // Adds a moment someone else measured (e.g. the drain race's), for the summary and the chart.
+  void add_mark(Mark mark) { marks_.push_back(std::move(mark)); }
   // First mark with that name.
   [[nodiscard]] std::optional<Offset> mark(std::string_view name) const;
 
