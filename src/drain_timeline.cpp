@@ -240,8 +240,11 @@ std::string traefik_services_url(std::string_view metrics_url) {
 // pod follows its log until the container exits.
 class DrainTimelineRecorder::Impl {
  public:
-  Impl(const RestConfig& config, DrainTimelineSettings settings, Deadline overall)
-      : config_(config), settings_(std::move(settings)), overall_(overall), client_(config_) {}
+  Impl(RestConfig config, DrainTimelineSettings settings, Deadline overall)
+      : config_(std::move(config)),
+        settings_(std::move(settings)),
+        overall_(overall),
+        client_(config_) {}
 
   ~Impl() { stop_threads(Deadline::after(Duration{0})); }
   Impl(const Impl&) = delete;
