@@ -87,6 +87,17 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
     return std::nullopt;
   }
   CheckOutcome outcome;
+  // Writes one report file into `report_dir`; a failure is said, not thrown: the verdict stands.
+  const auto write = [&](const char* name, const char* what, auto&& write_to) {
+    try {
+      std::filesystem::create_directories(report_dir);
+      const auto path = report_dir / name;
+      write_to(path);
+      outcome.reports_written.push_back(path.string());
+    } catch (const std::exception& error) {
+      console_.line(app_, fmt::format("{}: {}", what, error.what()));
+    }
+  };
   std::vector<std::pair<std::string, WallTime>> drain_moments;
   if (drain_) {
     auto drained = drain_->stop(Deadline::after(kDrainLogFinish));
@@ -101,14 +112,9 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
       outcome.failure = "drain race: " + drained.failure;
     }
     if (!report_dir.empty() && !outcome.drain_timelines.empty()) {
-      try {
-        std::filesystem::create_directories(report_dir);
-        const auto path = report_dir / "drain.json";
+      write("drain.json", "warning: drain timelines not written", [&](const auto& path) {
         std::ofstream(path, std::ios::trunc) << outcome.drain_timelines.dump(2) << '\n';
-        outcome.reports_written.push_back(path.string());
-      } catch (const std::exception& error) {
-        console_.line(app_, fmt::format("warning: drain timelines not written: {}", error.what()));
-      }
+      });
     }
   }
   if (ingress_) {
@@ -139,16 +145,6 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
   const auto summary = result.summary();
   outcome.judged = summary.requests - summary.cancelled;
   if (!report_dir.empty()) {
-    const auto write = [&](const char* name, const char* what, auto&& write_to) {
-      try {
-        std::filesystem::create_directories(report_dir);
-        const auto path = report_dir / name;
-        write_to(path);
-        outcome.reports_written.push_back(path.string());
-      } catch (const std::exception& error) {
-        console_.line(app_, fmt::format("{}: {}", what, error.what()));
-      }
-    };
     write("probe.json", "warning: probe report not written", [&](const auto& path) {
       std::ofstream file(path, std::ios::trunc);
       result.write_json(file);
