@@ -141,7 +141,8 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
                  "failures in N bound the failure rate below about 3/N (95 %)")
       ->type_name("N");
   app.add_option("--report-dir", options.report_dir,
-                 "Where each app's probe report and chart go (default: out/deploy/<app>/)")
+                 "Where each app's reports, chart and zero-failure certificate go (default: "
+                 "out/deploy/<app>/)")
       ->type_name("DIR");
   app.add_option("--repo,--repo-root", options.repo_root,
                  "Repository holding apps/ and manifests/ (default: $DEPLOY_APPS_ROOT, else the "

@@ -106,6 +106,7 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
     for (const auto& line : drained.lines) {
       console_.line(app_, "drain race: " + line);
     }
+    outcome.drain_recorded = true;
     outcome.drain_failed = drained.failed;
     outcome.drain_timelines = std::move(drained.timelines);
     if (drained.failed) {
@@ -120,13 +121,12 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
   if (ingress_) {
     const auto judgement = ingress_->stop();
     ingress_.reset();
-    outcome.ingress_failed = judgement.failed;
-    outcome.ingress_summary = judgement.summary;
     console_.line(app_, "real-traffic check: " + judgement.summary);
     if (judgement.failed && outcome.failure.empty()) {
       outcome.failure =
           "real-traffic check: users got errors from the ingress: " + judgement.summary;
     }
+    outcome.ingress = judgement;
   }
   if (!probe_) {
     return outcome;
@@ -144,14 +144,11 @@ std::optional<CheckOutcome> InFlightChecks::stop(const std::filesystem::path& re
   outcome.failures = result.failures().size();
   const auto summary = result.summary();
   outcome.judged = summary.requests - summary.cancelled;
+  outcome.probe_summary = summary;
   if (!report_dir.empty()) {
     write("probe.json", "warning: probe report not written", [&](const auto& path) {
       std::ofstream file(path, std::ios::trunc);
       result.write_json(file);
-    });
-    write("junit.xml", "warning: JUnit report not written", [&](const auto& path) {
-      std::ofstream file(path, std::ios::trunc);
-      file << result.to_junit(app_ + " rollout");
     });
     // The chart is an extra: without gnuplot the JSON report still holds every figure.
     write("timeline.png", "note: no chart drawn",

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -24,6 +25,8 @@ namespace http = beast::http;
 namespace net = boost::asio;
 
 constexpr std::string_view kRequestsTotal = "traefik_service_requests_total";
+constexpr std::string_view kOpenConnections = "traefik_open_connections";
+constexpr std::string_view kApiEntryPoint = "traefik";  // its API and metrics, not users' traffic
 
 bool is_name_char(char c, bool first) {
   return std::isalpha(static_cast<unsigned char>(c)) != 0 || c == '_' || c == ':' ||
@@ -182,6 +185,7 @@ IngressCounts IngressCounts::operator-(const IngressCounts& earlier) const {
   difference.service_unavailable = service_unavailable - earlier.service_unavailable;
   difference.gateway_timeout = gateway_timeout - earlier.gateway_timeout;
   difference.client_closed = client_closed - earlier.client_closed;
+  difference.open_connections = open_connections;
   return difference;
 }
 
@@ -191,6 +195,13 @@ IngressCounts ingress_counts(const std::vector<MetricSample>& samples,
   constexpr std::string_view kProvider = "@kubernetes";
   IngressCounts counts;
   for (const auto& sample : samples) {
+    if (sample.name == kOpenConnections) {
+      const auto entry_point = sample.labels.find("entrypoint");
+      if (entry_point == sample.labels.end() || entry_point->second != kApiEntryPoint) {
+        counts.open_connections += sample.value;
+      }
+      continue;
+    }
     if (sample.name != kRequestsTotal) {
       continue;
     }
@@ -227,6 +238,8 @@ IngressCounts ingress_counts(const std::vector<MetricSample>& samples,
 
 IngressJudgement judge_ingress(const IngressCounts& baseline, const IngressCounts& during) {
   IngressJudgement judgement;
+  judgement.baseline = baseline;
+  judgement.during = during;
   if (baseline.errors() > 0 && baseline.requests > 0) {
     const double expected = during.requests * baseline.errors() / baseline.requests;
     judgement.allowed_errors = std::floor(expected + 3 * std::sqrt(expected));
@@ -293,6 +306,7 @@ void IngressCheck::mark_apply() {
   const std::lock_guard lock(mutex_);
   at_apply_ = now;
   latest_ = now;
+  open_connections_peak_ = now.open_connections;
 }
 
 void IngressCheck::loop() {
@@ -312,6 +326,7 @@ void IngressCheck::loop() {
     lock.lock();
     if (counts) {
       latest_ = *counts;
+      open_connections_peak_ = std::max(open_connections_peak_, counts->open_connections);
     } else {
       ++failed_scrapes_;
     }
@@ -323,7 +338,10 @@ IngressJudgement IngressCheck::judgement() const {
   if (!at_apply_) {
     return {};
   }
-  return judge_ingress(*at_apply_ - at_start_, latest_ - *at_apply_);
+  auto judgement = judge_ingress(*at_apply_ - at_start_, latest_ - *at_apply_);
+  judgement.open_connections_at_apply = at_apply_->open_connections;
+  judgement.open_connections_peak = std::max(open_connections_peak_, latest_.open_connections);
+  return judgement;
 }
 
 IngressJudgement IngressCheck::stop() {
@@ -340,6 +358,9 @@ IngressJudgement IngressCheck::stop() {
   if (failed_scrapes_ > 0) {
     judgement.summary += fmt::format(" ({} readings failed)", failed_scrapes_);
   }
+  judgement.summary +=
+      fmt::format("; open connections to the ingress: {:.0f} at the apply, {:.0f} at the most",
+                  judgement.open_connections_at_apply, judgement.open_connections_peak);
   return judgement;
 }
 

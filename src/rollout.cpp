@@ -3,9 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <fmt/format.h>
+#include <fstream>
+#include <stdexcept>
 #include <thread>
 
 #include "deployapps/apply.hpp"
+#include "deployapps/certificate.hpp"
 #include "deployapps/inflight_checks.hpp"
 #include "deployapps/probe/report.hpp"
 #include "deployapps/rollback.hpp"
@@ -222,9 +225,13 @@ class AppRollout::Impl {
     report_.reports_written.insert(report_.reports_written.end(), outcome->reports_written.begin(),
                                    outcome->reports_written.end());
     probe_judged_ = outcome->judged;
-    report_.ingress_check = outcome->ingress_summary;
+    report_.ingress_check = outcome->ingress ? outcome->ingress->summary : std::string();
     report_.drain_timelines = outcome->drain_timelines;
-    const bool failed = outcome->failures > 0 || outcome->ingress_failed || outcome->drain_failed;
+    if (write && !settings_.report_dir.empty()) {
+      evidence_ = evidence_of(*outcome);
+    }
+    const bool failed = outcome->failures > 0 || (outcome->ingress && outcome->ingress->failed) ||
+                        outcome->drain_failed;
     if (failed) {
       probe_failure_ = outcome->failure;
     }
@@ -242,7 +249,48 @@ class AppRollout::Impl {
     }
     report_.api_requests += client_.requests_sent();
     report_.duration = std::chrono::duration_cast<Duration>(Clock::now() - started);
+    if (evidence_) {
+      write_certificate(*evidence_);
+    }
     return report_;
+  }
+
+  CertificateEvidence evidence_of(const CheckOutcome& outcome) const {
+    CertificateEvidence evidence;
+    evidence.namespace_name = target_.namespace_name;
+    evidence.issued_at = format_rfc3339(std::chrono::system_clock::now());
+    if (outcome.probe_summary) {
+      evidence.probe = settings_.probe;
+      evidence.probe_summary = outcome.probe_summary;
+    }
+    evidence.ingress = outcome.ingress;
+    evidence.ingress_url = settings_.ingress ? settings_.ingress->metrics_url : std::string();
+    evidence.drain_checked = outcome.drain_recorded;
+    evidence.min_requests = settings_.min_requests;
+    return evidence;
+  }
+
+  // certificate.json and junit.xml beside the checks' reports, once the old pods' exits are in.
+  // A failure is said, not thrown: the verdict stands.
+  void write_certificate(const CertificateEvidence& evidence) {
+    const auto write = [&](const char* name, const std::string& text) {
+      const auto path = settings_.report_dir / name;
+      try {
+        std::filesystem::create_directories(settings_.report_dir);
+        std::ofstream file(path, std::ios::trunc);
+        file << text;
+        file.close();
+        if (!file) {
+          throw std::runtime_error("cannot write " + path.string());
+        }
+        report_.reports_written.push_back(path.string());
+      } catch (const std::exception& error) {
+        console_.line(target_.app, fmt::format("warning: {} not written: {}", name, error.what()));
+      }
+    };
+    write("certificate.json", certificate_json(report_, evidence).dump(2) + "\n");
+    write("junit.xml", certificate_junit(report_, evidence));
+    console_.line(target_.app, "certificate: " + certificate_line(report_, evidence));
   }
 
   // Whether the live Deployment's template is no longer the pre-apply one; nullopt when the API
@@ -374,7 +422,8 @@ class AppRollout::Impl {
   RolloutReport report_;
   InFlightChecks checks_;
   std::string probe_failure_;
-  std::size_t probe_judged_ = 0;  // the probe's requests, cancelled ones excluded
+  std::size_t probe_judged_ = 0;                 // the probe's requests, cancelled ones excluded
+  std::optional<CertificateEvidence> evidence_;  // set once the checks stopped with reports
   std::string deployment_path_;
   std::unique_ptr<RolloutFollower> follower_;  // from the apply on
   PreApplyState pre_apply_;                    // what the apply changes, as it was before

@@ -14,8 +14,10 @@
 
 #include "deployapps/console.hpp"
 #include "deployapps/drain_timeline.hpp"
+#include "deployapps/ingress_check.hpp"
 #include "deployapps/kubeconfig.hpp"
 #include "deployapps/probe/config.hpp"
+#include "deployapps/probe/report.hpp"
 #include "deployapps/time.hpp"
 
 namespace deployapps {
@@ -23,7 +25,6 @@ namespace deployapps {
 namespace probe {
 class Probe;
 }
-class IngressCheck;
 class DrainTimelineRecorder;
 
 struct CheckOutcome {
@@ -32,10 +33,12 @@ struct CheckOutcome {
   std::size_t judged = 0;  // requests, cancelled ones excluded
   std::string failure;     // the first failure, for people; "" when none
   std::vector<std::string> reports_written;
-  // The real-traffic check (ingress_check.hpp): its verdict and what it counted ("" when off).
-  bool ingress_failed = false;
-  std::string ingress_summary;
+  // What the probe saw, summed up; unset when it did not run.
+  std::optional<probe::Summary> probe_summary;
+  // The real-traffic check (ingress_check.hpp): its verdict and what it counted; unset when off.
+  std::optional<IngressJudgement> ingress;
   // The drain-race timelines (drain_timeline.hpp): a negative margin fails.
+  bool drain_recorded = false;
   bool drain_failed = false;
   nlohmann::json drain_timelines = nlohmann::json::array();
 };
@@ -72,8 +75,8 @@ class InFlightChecks {
   // Failed requests so far (the probe's, plus the ingress's errors beyond what its baseline
   // allows); 0 when not running.
   [[nodiscard]] std::size_t failure_count() const;
-  // Stops the traffic; writes probe.json, junit.xml, timeline.png and drain.json into
-  // `report_dir` unless it is empty. nullopt when it was not running.
+  // Stops the traffic; writes probe.json, timeline.png and drain.json into `report_dir` unless
+  // it is empty (the rollout adds the certificate). nullopt when it was not running.
   std::optional<CheckOutcome> stop(const std::filesystem::path& report_dir);
 
  private:

@@ -54,12 +54,17 @@ struct IngressCounts {
   double service_unavailable = 0;  // 503
   double gateway_timeout = 0;      // 504
   double client_closed = 0;        // 499
+  // A gauge, not a counter: the connections open to the ingress's entry points (its own API's
+  // excluded). Traefik v3 counts open connections per entry point only, not per service.
+  double open_connections = 0;
   [[nodiscard]] double errors() const { return server_errors + client_closed; }
+  // The counters' increase; the gauge is the later reading's.
   IngressCounts operator-(const IngressCounts& earlier) const;
 };
 
 // Traefik's name for a Kubernetes Ingress backend: "<namespace>-<service>-<port>@kubernetes".
-// Sums traefik_service_requests_total over the services of `service` in `namespace_name`.
+// Sums traefik_service_requests_total over the services of `service` in `namespace_name`, and
+// traefik_open_connections over the entry points but "traefik" (its API and metrics).
 [[nodiscard]] IngressCounts ingress_counts(const std::vector<MetricSample>& samples,
                                            std::string_view namespace_name,
                                            std::string_view service);
@@ -68,6 +73,12 @@ struct IngressJudgement {
   bool failed = false;
   double allowed_errors = 0;  // what the background rate allows for this many requests
   std::string summary;        // for people: counts and the verdict
+  IngressCounts baseline;     // the window before the apply
+  IngressCounts during;       // since the apply; no requests: nothing to judge
+  // The entry points' open connections at the apply and at their highest since (IngressCheck's
+  // readings, every kIngressScrapeInterval): context for the counts, not judged.
+  double open_connections_at_apply = 0;
+  double open_connections_peak = 0;
 };
 
 // Judges the rollout's counts (`during`: since the apply) against the baseline window's.
@@ -110,6 +121,7 @@ class IngressCheck {
   IngressCounts at_start_;
   std::optional<IngressCounts> at_apply_;
   IngressCounts latest_;
+  double open_connections_peak_ = 0;  // since the apply
   std::size_t failed_scrapes_ = 0;
   std::thread thread_;
 };

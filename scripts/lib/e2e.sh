@@ -377,3 +377,35 @@ e2e_edge_judge_self_test() {
 e2e_verdict() {
   python3 "${REPO_ROOT}/tests/e2e/verdict.py" "$@"
 }
+
+# The deployer's own zero-failure certificate of each app (issue 17 item 4) must agree with the
+# gate: "passed" after a clean rollout; after a release rolled back, 0 failed requests and a failed
+# result; after the control, "failed". A no-op writes none. Prints each certificate's line.
+# Arguments: expectation (as verdict.py's), the deployer's report folder, then the apps.
+e2e_check_certificates() {
+  local expect="$1" dir="$2" app file rule rc=0
+  shift 2
+  case "${expect}" in
+    zero-downtime) rule='.verdict == "passed"' ;;
+    rolled-back) rule='.verdict == "failed" and .checks[0].status == "passed"
+      and (.checks[] | select(.name | startswith("rollout")) | .status) == "failed"' ;;
+    failures) rule='.verdict == "failed"' ;;
+    *) return 0 ;;
+  esac
+  for app in "$@"; do
+    file="${dir}/${app}/certificate.json"
+    if [[ ! -s "${file}" ]]; then
+      err "${app}: the deployer wrote no certificate (${file})"
+      rc=1
+      continue
+    fi
+    jq -r '"certificate \(.app) \(.oldVersion) -> \(.newVersion): \(.verdict); "
+      + "\(.requests.judged // 0) judged, \(.requests.failed // 0) failed; "
+      + ([.checks[] | "\(.status) \(.name)"] | join(", "))' "${file}" >&2
+    if ! jq -e "${rule}" "${file}" >/dev/null; then
+      err "${app}: its certificate does not show what '${expect}' expects (${rule//$'\n'/ })"
+      rc=1
+    fi
+  done
+  return "${rc}"
+}

@@ -50,6 +50,21 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point when) {
                      utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
 }
 
+// The request-target a request of `kind` sends (the apps read the sleep and stream length there).
+std::string request_target(const Target& target, const Config& config, RequestKind kind) {
+  switch (kind) {
+    case RequestKind::stream:
+      return fmt::format("{}/stream?seconds={}", target.path_prefix, config.stream_length.count());
+    case RequestKind::long_get:
+      return fmt::format("{}/?sleep={}", target.path_prefix, config.long_sleep.count());
+    case RequestKind::keepalive_get:
+    case RequestKind::keepalive_post:
+    case RequestKind::fresh_get:
+      break;
+  }
+  return fmt::format("{}/?sleep={}", target.path_prefix, config.short_sleep.count());
+}
+
 // Error class of a failure before the response headers were complete.
 ErrorClass classify_transport(const error_code& ec) {
   if (ec == beast::error::timeout || ec == net::error::timed_out) {
@@ -478,10 +493,7 @@ RequestSpec Probe::Impl::make_spec(RequestKind kind, int worker) const {
       break;
   }
   spec.close_after = kind == RequestKind::fresh_get;
-  spec.target =
-      kind == RequestKind::stream
-          ? fmt::format("{}/stream?seconds={}", target_.path_prefix, config_.stream_length.count())
-          : fmt::format("{}/?sleep={}", target_.path_prefix, spec.server_time.count());
+  spec.target = request_target(target_, config_, kind);
   return spec;
 }
 
@@ -680,6 +692,12 @@ Report Probe::report() const {
 
 Report Probe::take_report() {
   return impl_->take_report();
+}
+
+std::string request_line(const Config& config, RequestKind kind) {
+  const bool post = kind == RequestKind::keepalive_post;
+  return fmt::format("{} {}", post ? "POST" : "GET",
+                     request_target(Target::parse(config.url), config, kind));
 }
 
 }  // namespace deployapps::probe

@@ -130,6 +130,7 @@ e2e_change_under_load() {
   e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
     --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
     "${verdict_args[@]}" || judged=$?
+  e2e_check_certificates "${expect}" "${dir}/deployer" "${apps[@]}" || judged=1
   ((judged == 0 && edges == 0))
 }
 

@@ -26,6 +26,8 @@ traefik_service_requests_total{code="200",method="GET",protocol="http",service="
 # HELP traefik_open_connections How many open connections exist, by entryPoint and protocol
 # TYPE traefik_open_connections gauge
 traefik_open_connections{entrypoint="web",protocol="TCP"} 12
+traefik_open_connections{entrypoint="websecure",protocol="TCP"} 3
+traefik_open_connections{entrypoint="traefik",protocol="TCP"} 1
 traefik_service_request_duration_seconds_bucket{code="200",le="+Inf",service="shop-go-app-http@kubernetes"} 1500
 )";
 
@@ -59,6 +61,12 @@ TEST_CASE("Traefik's counters are summed per Service, by class of answer", "[ing
   CHECK(counts.gateway_timeout == 0);
   CHECK(counts.client_closed == 1);
   CHECK(counts.errors() == 7);
+  CHECK(counts.open_connections == 15);  // users' entry points; not the API's own
+  IngressCounts earlier;
+  earlier.requests = 1000;
+  earlier.open_connections = 40;
+  CHECK((counts - earlier).requests == 507);
+  CHECK((counts - earlier).open_connections == 15);  // a gauge: the later reading
   // No series yet (no traffic since Traefik started): all zero.
   CHECK(ingress_counts(parse_prometheus_text(kTraefikMetrics), "shop", "node-app").requests == 0);
 }

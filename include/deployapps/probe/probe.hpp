@@ -68,4 +68,8 @@ class Probe {
   std::unique_ptr<Impl> impl_;
 };
 
+// What a request of `kind` sends, e.g. "POST /?sleep=0" (the URL's path prefix included), for
+// reports. Throws ConfigError when the URL is invalid.
+[[nodiscard]] std::string request_line(const Config& config, RequestKind kind);
+
 }  // namespace deployapps::probe

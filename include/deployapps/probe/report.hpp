@@ -144,10 +144,6 @@ class Report {
   // For people: totals, failures by class, versions, switch-over, latency, the first failures.
   [[nodiscard]] std::string summary_text() const;
 
-  // For CI systems: a JUnit XML test suite named `name`, one test case "0 failed requests" that
-  // fails when any request failed, with the counts and the 95 % bound as properties.
-  [[nodiscard]] std::string to_junit(std::string_view name) const;
-
   // Writes the gnuplot script next to `path` (same name, .gp; kept for re-drawing) and runs
   // gnuplot to draw `path` (.png or .svg):
   // responses per second by version with failures marked, and each request's latency over time.
