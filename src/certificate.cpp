@@ -272,12 +272,6 @@ json certificate_json(const RolloutReport& rollout, const CertificateEvidence& e
       failures[std::string(probe::to_string(error))] = count;
     }
   }
-  json old_pods = json::array();
-  for (const auto& pod : rollout.old_pods) {
-    old_pods.push_back({{"pod", pod.pod},
-                        {"exitCode", pod.exit_code ? json(*pod.exit_code) : json(nullptr)},
-                        {"reason", pod.reason}});
-  }
   return {{"certificate", "deploy-apps zero-failure certificate"},
           {"formatVersion", 1},
           {"app", rollout.app},
@@ -297,7 +291,7 @@ json certificate_json(const RolloutReport& rollout, const CertificateEvidence& e
           {"minRequests", evidence.min_requests},
           {"realTraffic", real_traffic_json(evidence)},
           {"drainTimelines", rollout.drain_timelines},
-          {"oldPods", old_pods}};
+          {"oldPods", old_pods_json(rollout.old_pods)}};
 }
 
 std::string certificate_line(const RolloutReport& rollout, const CertificateEvidence& evidence) {

@@ -202,12 +202,6 @@ DrainTimelineSettings drain_timeline_settings(const RenderedApp& app, const json
 }
 
 json rollout_json(const RolloutReport& rollout) {
-  json old_pods = json::array();
-  for (const auto& pod : rollout.old_pods) {
-    old_pods.push_back({{"pod", pod.pod},
-                        {"exitCode", pod.exit_code ? json(*pod.exit_code) : json(nullptr)},
-                        {"reason", pod.reason}});
-  }
   const auto millis = [](const std::optional<Duration>& value) {
     return value ? json(value->count()) : json(nullptr);
   };
@@ -221,7 +215,7 @@ json rollout_json(const RolloutReport& rollout) {
           {"apiRequests", rollout.api_requests},
           {"completeToReportedMs", millis(rollout.complete_to_reported)},
           {"eventToReportedMs", millis(rollout.event_to_reported)},
-          {"oldPods", old_pods},
+          {"oldPods", old_pods_json(rollout.old_pods)},
           {"probeRequests", rollout.probe_requests},
           {"probeFailures", rollout.probe_failures},
           {"ingressCheck", rollout.ingress_check},

@@ -46,6 +46,16 @@ std::string_view result_name(RolloutResult result) noexcept {
   return "unknown";
 }
 
+json old_pods_json(const std::vector<OldPodExit>& pods) {
+  json out = json::array();
+  for (const auto& pod : pods) {
+    out.push_back({{"pod", pod.pod},
+                   {"exitCode", pod.exit_code ? json(*pod.exit_code) : json(nullptr)},
+                   {"reason", pod.reason}});
+  }
+  return out;
+}
+
 std::string template_version(const json& pod_template) {
   auto label = pod_template.value(json::json_pointer("/metadata/labels/app.kubernetes.io~1version"),
                                   std::string());

@@ -43,6 +43,8 @@ struct OldPodExit {
   std::optional<int> exit_code;  // nullopt: deleted before its exit code was seen
   std::string reason;            // e.g. Completed, Error
 };
+// [{"pod", "exitCode" (null: not seen), "reason"}], for the report and the certificate.
+[[nodiscard]] nlohmann::json old_pods_json(const std::vector<OldPodExit>& pods);
 
 struct RolloutSettings {
   // The in-flight probe (issue 6); unset when no probe URL is known, --no-probe or --no-verify.
