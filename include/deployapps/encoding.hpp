@@ -14,8 +14,8 @@ namespace deployapps {
 // Percent-encodes a URL query value (RFC 3986 unreserved characters stay as they are).
 [[nodiscard]] std::string url_encode(std::string_view text);
 
-// Escapes text for an XML attribute or element (&, <, >, "). Hand-written rather than a library:
-// the card's packages hold no XML writer, and a JUnit file needs only escaped text in a fixed shape.
+// Escapes text for an XML attribute or element (&, <, >, "). Hand-written: the card's packages
+// hold no XML writer, and a JUnit file needs only escaped text in a fixed shape.
 [[nodiscard]] std::string xml_escape(std::string_view text);
 
 // Trims ASCII whitespace at both ends. The result views `text`: keep what it views alive.

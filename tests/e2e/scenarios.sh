@@ -86,9 +86,12 @@ e2e_change_under_load() {
     sleep 1 # each is in its handler before the first old pod is deleted
   fi
 
-  local changed=0
+  local changed=0 evidence=()
+  # A change that must drop nothing must also prove it on enough requests (its certificate).
+  [[ "${expect}" == zero-downtime ]] && evidence=(--min-requests "${E2E_MIN_REQUESTS}")
   e2e_mark "${marks}" rollout-start
-  e2e_deploy "${to}" "${safety}" --report-dir "${dir}/deployer" "${apps[@]}" || changed=$?
+  e2e_deploy "${to}" "${safety}" --report-dir "${dir}/deployer" "${evidence[@]}" "${apps[@]}" \
+    || changed=$?
   if [[ "${expect}" == rolled-back || "${expect}" == failures ]]; then
     # A broken release, or one the in-flight checks catch dropping requests: the deployer must
     # refuse it (exit 1) and have rolled it back when it returns.
