@@ -157,6 +157,14 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
         managed_by_us || (entry["manager"] == "deploy-apps" && entry["operation"] == "Apply");
   }
   CHECK(managed_by_us);
+  // The hard spread and the one-at-a-time budget, as the server stored them.
+  const auto& spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"].at(0);
+  CHECK(spread.at("whenUnsatisfiable") == "DoNotSchedule");
+  CHECK(spread.at("minDomains") == 1);
+  CHECK(spread.at("nodeTaintsPolicy") == "Honor");
+  const auto budget = api.get(
+      "/apis/policy/v1/namespaces/deployer-test/poddisruptionbudgets/go-app", Deadline::after(30s));
+  CHECK(budget["spec"].at("maxUnavailable") == 1);
 
   const auto go_generation = deployment_generation(api, "go-app");
   const auto node_generation = deployment_generation(api, "node-app");
@@ -175,6 +183,14 @@ TEST_CASE("apply, unchanged re-apply, and a Pod Security rejection", "[integrati
     }
   }
   CHECK(objects == 14);
+
+  // Production's values (minDomains 2, 3 replicas) pass the server's validation and admission.
+  const auto production =
+      deploy(repo, {"--env", "production", "--set", "image.registry=127.0.0.1:5000", "--set",
+                    "ingress.domain=example.test", "--server-dry-run", "go-app"});
+  INFO(production.err);
+  CHECK(production.code == 0);
+  CHECK(deployment_generation(api, "go-app") == go_generation);
 
   // A pod spec that breaks the "restricted" profile: the server dry run must refuse it with
   // the admission message, and change nothing.

@@ -170,7 +170,11 @@ TEST_CASE("Service, Ingress, PDB and NetworkPolicy", "[manifests]") {
   const auto& ingress = object_of_kind(rendered, "Ingress");
   CHECK(ingress["spec"]["ingressClassName"] == "traefik");
   CHECK(ingress["spec"]["rules"][0]["host"] == "node-app.localhost");
-  CHECK(object_of_kind(rendered, "PodDisruptionBudget")["spec"]["minAvailable"] == 1);
+  // A drain evicts one pod at a time whatever the replica count (minAvailable 1 would let it
+  // take 2 of production's 3).
+  auto budget = object_of_kind(rendered, "PodDisruptionBudget")["spec"];  // a copy: [] may add
+  CHECK(budget["maxUnavailable"] == 1);
+  CHECK_FALSE(budget.contains("minAvailable"));
   const auto& policy = object_of_kind(rendered, "NetworkPolicy");
   CHECK(policy["spec"]["ingress"][0]["ports"][0]["port"] == "http");
   CHECK(policy["spec"]["policyTypes"] == json::array({"Ingress", "Egress"}));
@@ -197,6 +201,32 @@ TEST_CASE("a digest pins the image; --namespace and --set override values", "[ma
   CHECK(object_of_kind(rendered, "Namespace")["metadata"]["name"] == "staging");
   CHECK(deployment["spec"]["replicas"] == 4);
   CHECK(object_of_kind(rendered, "Ingress")["spec"]["rules"][0]["host"] == "go.example.test");
+}
+
+TEST_CASE("each revision's pods spread hard over nodes; production needs two nodes at least",
+          "[manifests]") {
+  const FixtureRepo repo;
+  auto request = request_for("go-app");
+  const auto spread_of = [&] {
+    const auto rendered = render_app(Repository(repo.root()), request);
+    const auto& constraints = object_of_kind(
+        rendered, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    REQUIRE(constraints.size() == 1);
+    return constraints[0];
+  };
+  auto local = spread_of();  // copies: a missing key reads as null
+  CHECK(local["topologyKey"] == "kubernetes.io/hostname");
+  CHECK(local["maxSkew"] == 1);
+  CHECK(local["whenUnsatisfiable"] == "DoNotSchedule");
+  CHECK(local["minDomains"] == 1);              // the local cluster may have a single node
+  CHECK(local["nodeTaintsPolicy"] == "Honor");  // a cordoned node is no domain
+  CHECK(local["matchLabelKeys"] == json::array({"pod-template-hash"}));
+  request.environment = Environment::kProduction;
+  request.overrides.push_back(deployapps::parse_value_override("image.registry=registry.test"));
+  request.overrides.push_back(deployapps::parse_value_override("ingress.domain=apps.test"));
+  auto production = spread_of();
+  CHECK(production["whenUnsatisfiable"] == "DoNotSchedule");
+  CHECK(production["minDomains"] == 2);
 }
 
 TEST_CASE("production needs a registry and a domain, and gives each app its own host",
