@@ -2,10 +2,11 @@
 # The "kind" provider of scripts/cluster, for machines that can pull images (laptops, GitHub
 # Actions). Same interface and conventions as the native provider: kubeconfig at
 # ${DEPLOY_APPS_STATE}/cluster/kubeconfig with context deploy-apps-local, a registry on
-# 127.0.0.1:5000, Traefik (IngressClass "traefik") on http://127.0.0.1:8088, and Service ClusterIPs
-# reachable from the host (the e2e probes use them): "up" routes the Service subnet via the node
-# container. That route needs root (or CAP_NET_ADMIN) and a Linux host whose containers are
-# routable; Docker Desktop's are not, so there "up" warns and only the ingress path works.
+# 127.0.0.1:5000, Traefik (IngressClass "traefik") on http://127.0.0.1:8088 (its metrics and API on
+# 127.0.0.1:8089), and Service ClusterIPs reachable from the host (the e2e probes use them): "up"
+# routes the Service subnet via the node container. That route needs root (or CAP_NET_ADMIN) and a
+# Linux host whose containers are routable; Docker Desktop's are not, so there "up" warns and only
+# the ingress path works.
 # Source it.
 #
 # Settings (environment):
@@ -62,6 +63,10 @@ nodes:
     extraPortMappings:
       - containerPort: 8088
         hostPort: 8088
+        listenAddress: 127.0.0.1
+      # Traefik's metrics and read-only API (the real-traffic and drain-race checks), as natively.
+      - containerPort: 8089
+        hostPort: 8089
         listenAddress: 127.0.0.1
 EOF
   fi

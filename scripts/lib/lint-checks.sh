@@ -15,6 +15,7 @@ readonly LINT_CHECKS=(
   "layout|no top-level folders beyond the fixed layout"
   "registry-hosts|no package registry host names in any file"
   "layering|the deployer's core (src/, include/) does not include the CLI's header"
+  "ci-stages|every stage of scripts/test runs in a ci.yml job; the cluster matrix is --list-cluster"
   "shellcheck|shellcheck on every bash/sh script (found by shebang or .sh)"
   "actionlint|actionlint on .github/workflows/*.yml (run: blocks go through shellcheck)"
   "act|nektos/act: every workflow against its strict schema, and ci.yml's offline jobs run here"
@@ -151,6 +152,35 @@ lint_check_layering() {
     return 1
   fi
   log "no core file includes deployapps/cli.hpp"
+}
+
+# Every stage of the test command runs on GitHub too: the cluster job's matrix holds exactly the
+# stages that run against a cluster, and each other stage is named by a job's script (read from
+# the `scripts/ci/stage ...` steps of ci.yml and the `scripts/test ...` line of scripts/ci/deployer).
+lint_check_ci_stages() {
+  local workflow=.github/workflows/ci.yml
+  [[ -f "${workflow}" ]] || lint_skip "no ${workflow}"
+  local matrix=() cluster=() others=() missing=() test_command="${REPO_ROOT}/scripts/test"
+  mapfile -t matrix < <(sed -n 's/^ *stage: *\[\(.*\)\] *$/\1/p' "${workflow}" | tr ',' '\n' | tr -d ' ' | sed '/^$/d' | sort)
+  mapfile -t cluster < <("${test_command}" --list-cluster | sort)
+  if [[ "${matrix[*]}" != "${cluster[*]}" ]]; then
+    err "${workflow}: the cluster matrix (${matrix[*]:-none}) is not scripts/test --list-cluster (${cluster[*]})"
+    return 1
+  fi
+  mapfile -t others < <(
+    sed -n 's|^ *run: *scripts/ci/stage \(.*\)$|\1|p' "${workflow}"
+    [[ -f scripts/ci/deployer ]] && sed -n 's|^ *env -u CI scripts/test \([a-z -]*\).*$|\1|p' scripts/ci/deployer
+  )
+  local stage
+  for stage in $("${test_command}" --list); do
+    printf '%s\n' "${cluster[@]}" | grep -x -- "${stage}" >/dev/null && continue
+    printf '%s\n' "${others[@]}" | tr ' ' '\n' | grep -x -- "${stage}" >/dev/null || missing+=("${stage}")
+  done
+  if ((${#missing[@]} > 0)); then
+    err "stages of scripts/test that no ci.yml job runs: ${missing[*]}"
+    return 1
+  fi
+  log "ci.yml runs all $("${test_command}" --list | wc -l) stages; ${#cluster[@]} in the cluster matrix"
 }
 
 lint_check_shellcheck() {
@@ -396,13 +426,11 @@ lint_find_build_dir() {
   printf '%s\n' "${newest:-build}"
 }
 
-# Outputs: a key for everything besides a source file and its compile command that clang-tidy's
-# verdict on it depends on: the tool and its flags, its config, every project header (any of them
-# may be included), and the versions of the Debian packages whose headers the sources include.
+# Outputs: a key for everything besides a source file, its compile command and its project headers
+# that clang-tidy's verdict on it depends on: the tool and its flags, its config, and the versions
+# of the Debian packages whose headers the sources include.
 # Arguments: the clang-tidy command (binary, then flags).
 lint_clang_tidy_common_key() {
-  local headers=()
-  mapfile -t headers < <(lint_cpp_files | grep -E '^(src|include)/' | grep -Ev '[.](cpp|cc|cxx)$' || true)
   # shellcheck source=scripts/lib/deployer.sh
   source "${REPO_ROOT}/scripts/lib/deployer.sh"
   {
@@ -410,12 +438,41 @@ lint_clang_tidy_common_key() {
     printf '%s\n' "$@"
     cat .clang-tidy
     dpkg-query -W -f '${Package}=${Version}\n' "${DEPLOYER_PACKAGES[@]}" 2>&1
-    local header
-    for header in "${headers[@]}"; do
-      printf '%s\n' "${header}"
-      cat "${header}"
-    done
   } | sha256sum | cut -d ' ' -f 1
+}
+
+# Outputs: "SOURCE<tab>HEADER" for each project header (under include/ or src/) that each source
+# included when ninja last compiled it, both as absolute paths; sources whose record is missing or
+# stale are not listed. Read from ninja's own dependency log (the compiler's -MD output), so it
+# costs nothing. gcc's view, not clang's: the project's headers include nothing per compiler.
+# Arguments: the build directory (absolute), the checkout (absolute).
+lint_clang_tidy_header_deps() {
+  command -v ninja >/dev/null && [[ -f "$1/build.ninja" ]] || return 0
+  (cd "$1" && ninja -t deps 2>/dev/null) | awk -v build="$1" -v root="$2/" '
+    # The path made absolute, with its "." and ".." parts resolved.
+    function absolute(path, parts, count, i, out, depth) {
+      if (path !~ /^\//) path = build "/" path
+      count = split(path, parts, "/")
+      depth = 0
+      for (i = 2; i <= count; i++) {
+        if (parts[i] == "" || parts[i] == ".") continue
+        if (parts[i] == "..") { if (depth > 0) depth--; continue }
+        out[++depth] = parts[i]
+      }
+      path = ""
+      for (i = 1; i <= depth; i++) path = path "/" out[i]
+      return path
+    }
+    /^[^ ]/ { valid = ($0 ~ /[(]VALID[)]$/); source = ""; next }
+    !valid || NF == 0 { next }
+    source == "" { source = absolute($1); next }
+    $1 ~ /(include|src)\// {
+      header = absolute($1)
+      if (index(header, root) == 1) {
+        header = substr(header, length(root) + 1)
+        if (header ~ /^(include|src)\//) print source "\t" header
+      }
+    }' | sort -u
 }
 
 # Runs clang-tidy on one file and records a clean result. Run by xargs as `bash -c`, so it takes
@@ -491,11 +548,26 @@ lint_check_clang_tidy() {
   local neutral_flags=("${flags[@]//"${root}"/@ROOT@}")
   neutral_flags=("${neutral_flags[@]//"${root_regex}"/@ROOT@}")
   common_key="$(lint_clang_tidy_common_key "${clang_tidy}" "${neutral_flags[@]}")"
+  # Each file's key holds the project headers it includes (ninja's record), so a changed header
+  # re-checks only its includers. A file with no record holds every project header.
+  local all_headers=() deps=() headers=()
+  mapfile -t all_headers < <(lint_cpp_files | grep -E '^(src|include)/' | grep -Ev '[.](cpp|cc|cxx)$' || true)
+  mapfile -t deps < <(lint_clang_tidy_header_deps "${build}" "${root}")
   for entry in "${entries[@]}"; do
     file="${entry%%$'\t'*}"
     command="${entry#*$'\t'}"
     [[ -f "${file}" ]] || continue
-    key="$({ printf '%s\n%s\n' "${common_key}" "${command}"; cat "${file}"; } | sha256sum | cut -d ' ' -f 1)"
+    mapfile -t headers < <(printf '%s\n' "${deps[@]}" | awk -F '\t' -v file="${file}" '$1 == file { print $2 }')
+    ((${#headers[@]} > 0)) || headers=("${all_headers[@]}")
+    key="$({
+      printf '%s\n%s\n' "${common_key}" "${command}"
+      cat "${file}"
+      local header
+      for header in "${headers[@]}"; do
+        printf '%s\n' "${header}"
+        cat "${header}"
+      done
+    } | sha256sum | cut -d ' ' -f 1)"
     if [[ -f "${cache_dir}/${key}" ]]; then
       cached=$((cached + 1))
     else
