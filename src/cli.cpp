@@ -127,6 +127,13 @@ void setup_deploy_options(CLI::App& app, DeployOptions& options) {
   app.add_flag("--no-probe", options.no_probe,
                "Send no synthetic traffic: only real traffic (--ingress-metrics), the old pods' "
                "drain race and their exit codes are checked");
+  app.add_option("--probe-rate", options.probe_rate,
+                 "Short requests per second the in-flight probe sends per app, all its "
+                 "keep-alive and new-connection workers together; long requests and streams "
+                 "are not counted (0: no bound)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 100000))
+      ->default_str(std::to_string(options.probe_rate));
   app.add_flag("--no-drain-check", options.no_drain_check,
                "Do not record and judge the old pods' drain race (when routers stop sending to "
                "an old pod against when it stops listening); for controls that isolate another "

@@ -921,6 +921,7 @@ std::optional<probe::Config> DeployCommand::probe_config(const RenderedApp& app)
   } else {
     return std::nullopt;
   }
+  config.max_short_requests_per_second = options_.probe_rate;
   return config;
 }
 

@@ -45,6 +45,12 @@ CLI::App* setup_probe_command(CLI::App& app, ProbeOptions& options) {
   probe->add_option("--stream-seconds", options.stream_seconds, "Length of each /stream")
       ->check(CLI::Range(1, 120))
       ->default_str("10");
+  probe->add_option("--rate", options.rate,
+                    "At most this many short requests per second, all keep-alive and "
+                    "new-connection workers together (0: no bound)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 100000))
+      ->default_str("0");
   probe->footer(
       "Ctrl-C once stops starting requests and waits for those in flight; twice cancels them.\n"
       "Example: deploy-apps probe http://127.0.0.1:8088 --host go-app.localhost --duration 60s "
@@ -62,6 +68,7 @@ int run_probe_command(const ProbeOptions& options, std::ostream& out, std::ostre
     config.duration = parse_duration(options.duration);
     config.long_sleep = parse_duration(options.long_sleep);
     config.stream_length = std::chrono::seconds(options.stream_seconds);
+    config.max_short_requests_per_second = options.rate;
     outputs.json = options.json_report.value_or("");
     outputs.chart = options.chart.value_or("");
     config.validate();

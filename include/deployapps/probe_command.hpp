@@ -18,6 +18,7 @@ struct ProbeOptions {
   std::optional<std::string> chart;
   std::string long_sleep = "5s";
   int stream_seconds = 10;
+  int rate = 0;  // short requests per second, all short workers together; 0 = no bound
 };
 
 // Adds the `probe` subcommand to `app` and binds it to `options`.

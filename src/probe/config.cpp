@@ -1,5 +1,6 @@
 #include "deployapps/probe/config.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <string>
@@ -103,6 +104,9 @@ void Config::validate() const {
   if (short_sleep.count() < 0 || request_interval.count() < 0) {
     throw ConfigError("probe: short sleep and request interval must not be negative");
   }
+  if (max_short_requests_per_second < 0) {
+    throw ConfigError("probe: the short request rate must not be negative (0: no bound)");
+  }
   const std::array counts = {
       keepalive_get_workers, keepalive_post_workers, fresh_connection_workers,
       initial_long_requests, long_request_workers,   initial_streams,
@@ -126,6 +130,17 @@ void Config::validate() const {
     throw ConfigError("probe: the mix opens " + std::to_string(total) +
                       " connections at once; the limit is " + std::to_string(kMaxConnections));
   }
+}
+
+std::chrono::milliseconds Config::short_request_interval() const {
+  const int short_workers = keepalive_get_workers + keepalive_post_workers + fresh_connection_workers;
+  if (max_short_requests_per_second <= 0 || short_workers <= 0) {
+    return request_interval;
+  }
+  // Rounded up, so that the bound holds.
+  const auto per_worker = std::chrono::milliseconds(
+      (1000LL * short_workers + max_short_requests_per_second - 1) / max_short_requests_per_second);
+  return std::max(request_interval, per_worker);
 }
 
 }  // namespace deployapps::probe

@@ -335,13 +335,14 @@ void Probe::Impl::start() {
   for (int i = 0; i < config_.initial_streams; ++i) {
     spawn(single_request(make_spec(RequestKind::stream, i)));
   }
+  const auto short_interval = config_.short_request_interval();
   for (int i = 0; i < config_.keepalive_get_workers; ++i) {
     spawn(
-        persistent_worker(make_spec(RequestKind::keepalive_get, i), config_.request_interval, {}));
+        persistent_worker(make_spec(RequestKind::keepalive_get, i), short_interval, {}));
   }
   for (int i = 0; i < config_.keepalive_post_workers; ++i) {
     spawn(
-        persistent_worker(make_spec(RequestKind::keepalive_post, i), config_.request_interval, {}));
+        persistent_worker(make_spec(RequestKind::keepalive_post, i), short_interval, {}));
   }
   for (int i = 0; i < config_.fresh_connection_workers; ++i) {
     spawn(fresh_connection_worker(make_spec(RequestKind::fresh_get, i)));
@@ -645,12 +646,13 @@ net::awaitable<void> Probe::Impl::persistent_worker(RequestSpec spec,
 }
 
 net::awaitable<void> Probe::Impl::fresh_connection_worker(RequestSpec spec) {
+  const auto interval = config_.short_request_interval();
   auto next = Clock::now();
   while (co_await sleep_until(next)) {
     const auto started = Clock::now();
     Connection connection(executor(), connections_);
     const bool succeeded = co_await exchange(connection, spec);
-    next = std::max(next + config_.request_interval,
+    next = std::max(next + interval,
                     succeeded ? Clock::now() : started + kMinimumInterval);
   }
 }

@@ -77,6 +77,7 @@ TEST_CASE("CLI options bind to the options struct", "[cli]") {
   CHECK(options.timeout == "90s");
   CHECK(options.verbosity == 2);
   CHECK(options.output == deployapps::OutputFormat::kJson);
+  CHECK(options.probe_rate == 100);  // the default bound on the in-flight probe
 }
 
 TEST_CASE("help exits 0", "[cli]") {
@@ -108,6 +109,8 @@ TEST_CASE("usage errors exit 2 with a clear message", "[cli]") {
       {{"--min-requests", "100", "--no-verify", "go-app"},
        "--min-requests needs the in-flight checks"},
       {{"--min-requests", "lots", "go-app"}, "--min-requests"},
+      {{"--probe-rate", "-1", "go-app"}, "--probe-rate"},
+      {{"--probe-rate", "fast", "go-app"}, "--probe-rate"},
       {{"--digest", "sha256:abc", "go-app"}, "invalid --digest \"sha256:abc\""},
       {{"--digest", "node-app=" + kDigestA, "go-app"}, "node-app is not being deployed"},
       {{"--digest", "go-app=" + kDigestA, "go-app", "node-app"},

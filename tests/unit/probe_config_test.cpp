@@ -89,4 +89,27 @@ TEST_CASE("config: validation", "[probe][config]") {
     config.url = "ftp://x";
     CHECK_THROWS_AS(config.validate(), probe::ConfigError);
   }
+  SECTION("negative rate") {
+    config.max_short_requests_per_second = -1;
+    CHECK_THROWS_MATCHES(config.validate(), probe::ConfigError, MessageContains("rate"));
+  }
+}
+
+TEST_CASE("config: a rate bound spreads the short workers apart", "[probe][config]") {
+  probe::Config config;  // 4 keep-alive GET, 2 POST, 2 new-connection workers: 8 short ones
+  config.request_interval = 10ms;
+  CHECK(config.short_request_interval() == 10ms);  // no bound: the interval alone paces
+
+  config.max_short_requests_per_second = 100;
+  CHECK(config.short_request_interval() == 80ms);  // 8 workers x 12.5 /s each
+
+  config.max_short_requests_per_second = 3;  // 8000 / 3 rounds up, never over the bound
+  CHECK(config.short_request_interval() == 2667ms);
+
+  config.max_short_requests_per_second = 10000;  // looser than the interval: the interval wins
+  CHECK(config.short_request_interval() == 10ms);
+
+  config.keepalive_get_workers = config.keepalive_post_workers = 0;
+  config.fresh_connection_workers = 0;  // only long requests and streams: nothing to pace
+  CHECK(config.short_request_interval() == 10ms);
 }

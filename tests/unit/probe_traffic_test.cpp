@@ -370,6 +370,26 @@ TEST_CASE("traffic: the duration bounds the run", "[probe][traffic]") {
   CHECK(report.records().size() <= 61);
 }
 
+TEST_CASE("traffic: a rate bound caps the short requests, every worker still sending",
+          "[probe][traffic]") {
+  TestServer server;
+  probe::Config config = small_mix(server.url());  // 4 short workers at 5 ms: about 800/s
+  config.duration = 1s;
+  config.max_short_requests_per_second = 20;  // so 200 ms apart per worker
+  const auto report = run(config);
+  const auto short_kinds = {RequestKind::keepalive_get, RequestKind::keepalive_post,
+                            RequestKind::fresh_get};
+  std::size_t sent = 0;
+  for (const auto kind : short_kinds) {
+    const auto records = of_kind(report, kind);
+    CHECK(records.size() >= 3);  // each worker kept sending: at 0, 200, 400 ... ms
+    sent += records.size();
+  }
+  // 20/s for 1 s, plus the first request of each of the 4 workers at 0 ms.
+  CHECK(sent <= 24);
+  CHECK(report.summary().failed == 0);
+}
+
 TEST_CASE("traffic: Host header override and *.localhost names", "[probe][traffic]") {
   TestServer server;
   SECTION("override") {

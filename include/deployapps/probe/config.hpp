@@ -72,6 +72,10 @@ struct Config {
   // Minimum time between the starts of two requests of one short worker (0 = truly back-to-back).
   // Keeps a 60 s run at a few hundred requests per second instead of saturating a shared machine.
   std::chrono::milliseconds request_interval = std::chrono::milliseconds(10);
+  // Upper bound on the short requests (keep-alive GETs and POSTs, new connections) started per
+  // second, all short workers together; 0 = no bound beyond request_interval. It spreads the
+  // workers further apart instead of dropping any, so every kind and connection stays covered.
+  int max_short_requests_per_second = 0;
 
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);
   // Allowed on top of the server's expected time (the sleep, the stream length) for one exchange.
@@ -79,6 +83,10 @@ struct Config {
 
   // Where progress and the first failures are logged; null means spdlog's default logger.
   std::shared_ptr<spdlog::logger> logger;
+
+  // Time between the starts of two requests of one short worker: request_interval, or longer
+  // when max_short_requests_per_second would otherwise be exceeded.
+  [[nodiscard]] std::chrono::milliseconds short_request_interval() const;
 
   // Throws ConfigError on a bad URL, negative counts, a mix with no worker, or non-positive
   // durations and timeouts.
