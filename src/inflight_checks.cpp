@@ -59,6 +59,12 @@ void InFlightChecks::start(const std::optional<probe::Config>& config,
   }
 }
 
+void InFlightChecks::old_pods_deleted() {
+  if (probe_) {
+    probe_->stop_long_requests();
+  }
+}
+
 void InFlightChecks::start_drain_timeline(const RestConfig& config,
                                           const DrainTimelineSettings& settings, Deadline overall,
                                           Deadline deadline) {

@@ -340,6 +340,7 @@ class AppRollout::Impl {
     }
     auto verdict = replacing_pods ? follower_->wait(deadline, false) : settle(deadline);
     if (verdict.kind == Verdict::Kind::kDone && replacing_pods && checks_.running()) {
+      checks_.old_pods_deleted();
       verdict = follower_->wait_for_drain(deadline);
       if (verdict.kind == Verdict::Kind::kInterrupted) {
         // The new version is out and serving: a Ctrl-C now stops checking, it does not undo

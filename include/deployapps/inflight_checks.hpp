@@ -72,6 +72,10 @@ class InFlightChecks {
   [[nodiscard]] bool running() const noexcept {
     return probe_ != nullptr || ingress_ != nullptr || drain_ != nullptr;
   }
+  // Every old pod is deleted: the probe stops starting long requests and streams (those already
+  // running go on through the drain), so that stop() does not wait for ones only the new version
+  // serves.
+  void old_pods_deleted();
   // Failed requests so far (the probe's, plus the ingress's errors beyond what its baseline
   // allows); 0 when not running.
   [[nodiscard]] std::size_t failure_count() const;

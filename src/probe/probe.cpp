@@ -150,6 +150,15 @@ class Probe::Impl {
   void cancel() {
     net::post(ioc_, [this] { cancel_on_io_thread(); });
   }
+  void stop_long_requests() {
+    net::post(ioc_, [this] {
+      if (!long_requests_stopped_) {
+        long_requests_stopped_ = true;
+        std::lock_guard lock(mutex_);
+        marks_.push_back({std::string(kLongRequestsStopped), now()});
+      }
+    });
+  }
   void wait();
   [[nodiscard]] std::size_t failure_count() const noexcept { return failures_.load(); }
   [[nodiscard]] std::size_t completed_count() const noexcept { return completed_.load(); }
@@ -205,6 +214,7 @@ class Probe::Impl {
   // Touched only on the io_context thread.
   bool stopping_ = false;
   bool cancelled_ = false;
+  bool long_requests_stopped_ = false;
   std::uint64_t last_request_id_ = 0;
   std::uint64_t last_connection_id_ = 0;
   std::set<net::steady_timer*> sleeping_;
@@ -637,8 +647,9 @@ net::awaitable<void> Probe::Impl::persistent_worker(RequestSpec spec,
                                                     std::chrono::milliseconds interval,
                                                     std::chrono::milliseconds first_delay) {
   Connection connection(executor(), connections_);
+  const bool long_kind = spec.kind == RequestKind::long_get || spec.kind == RequestKind::stream;
   auto next = Clock::now() + first_delay;
-  while (co_await sleep_until(next)) {
+  while (co_await sleep_until(next) && !(long_kind && long_requests_stopped_)) {
     const auto started = Clock::now();
     const bool succeeded = co_await exchange(connection, spec);
     next = std::max(next + interval, succeeded ? Clock::now() : started + kMinimumInterval);
@@ -669,6 +680,9 @@ void Probe::start() {
 }
 void Probe::mark(std::string_view name) {
   impl_->mark(name);
+}
+void Probe::stop_long_requests() {
+  impl_->stop_long_requests();
 }
 void Probe::request_stop() {
   impl_->request_stop();

@@ -390,6 +390,39 @@ TEST_CASE("traffic: a rate bound caps the short requests, every worker still sen
   CHECK(report.summary().failed == 0);
 }
 
+TEST_CASE("traffic: stop_long_requests ends long requests and streams, short ones go on",
+          "[probe][traffic]") {
+  TestServer server;
+  probe::Config config = small_mix(server.url());
+  config.duration = 900ms;
+  probe::Probe traffic(config);
+  traffic.start();
+  std::this_thread::sleep_for(300ms);
+  traffic.stop_long_requests();
+  traffic.wait();
+  const auto report = traffic.report();
+  const auto& marks = report.marks();
+  const auto stopped = std::find_if(marks.begin(), marks.end(), [](const probe::Mark& mark) {
+    return mark.name == probe::kLongRequestsStopped;
+  });
+  REQUIRE(stopped != marks.end());
+  CHECK(stopped->at >= 300ms);
+  std::size_t long_before = 0;
+  std::size_t short_after = 0;
+  for (const auto& record : report.records()) {
+    const bool long_kind = record.kind == RequestKind::long_get || record.kind == RequestKind::stream;
+    if (long_kind) {
+      CHECK(record.start <= stopped->at);  // none started after the mark
+      ++long_before;
+    } else if (record.start > stopped->at) {
+      ++short_after;
+    }
+  }
+  CHECK(long_before >= 3);   // the initial ones and at least one worker's
+  CHECK(short_after >= 20);  // 4 short workers at 5 ms for about 600 ms more
+  CHECK(report.summary().failed == 0);
+}
+
 TEST_CASE("traffic: Host header override and *.localhost names", "[probe][traffic]") {
   TestServer server;
   SECTION("override") {

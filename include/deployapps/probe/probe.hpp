@@ -37,6 +37,11 @@ class Probe {
   // Records a named moment (thread-safe), e.g. kRolloutStart / kRolloutEnd.
   void mark(std::string_view name);
 
+  // Stops starting long requests and streams; short ones go on, and those in flight finish.
+  // A deployer calls it once every old pod is deleted: a long request started later can only
+  // reach the new version, and would hold the final stop_and_wait() for up to its whole length.
+  // Thread-safe, non-blocking; marks kLongRequestsStopped.
+  void stop_long_requests();
   // Stops starting requests; requests in flight finish (each is bounded by its own deadline).
   // Non-blocking and thread-safe; the duration running out does the same.
   void request_stop();

@@ -31,6 +31,8 @@ inline constexpr std::string_view kRolloutStart = "rollout-start";
 inline constexpr std::string_view kRolloutEnd = "rollout-end";
 // Recorded by the probe when it stops starting requests (duration over, stop or cancel).
 inline constexpr std::string_view kProbeStopped = "probe-stopped";
+// Recorded when the probe stops starting long requests and streams (stop_long_requests()).
+inline constexpr std::string_view kLongRequestsStopped = "long-requests-stopped";
 
 struct Window {
   Offset start{0};
