@@ -48,6 +48,9 @@ readonly E2E_ROUTING_SETTINGS=(
   --set routing.kind=both
   --set 'gateway.host=${app}.gateway.localhost'
 )
+# More --set PATH=VALUE for every deploy, e.g. a benchmark's rollout.maxSurge=2 (scripts/bench-e2e
+# --set); empty for the gate.
+E2E_EXTRA_SETTINGS=()
 # The ./deploy-apps wrapper builds the binary when needed; e2e_build_deployer runs that once.
 readonly E2E_DEPLOY_APPS="${DEPLOY_APPS:-${REPO_ROOT}/deploy-apps}"
 
@@ -152,7 +155,7 @@ e2e_deploy() {
   local kubeconfig
   kubeconfig="$("${REPO_ROOT}/scripts/cluster" kubeconfig)" || die "no kubeconfig for the cluster"
   local args=(--kubeconfig "${kubeconfig}" --no-build --tag "$(e2e_version "${version}")"
-    "${E2E_ROUTING_SETTINGS[@]}")
+    "${E2E_ROUTING_SETTINGS[@]}" "${E2E_EXTRA_SETTINGS[@]}")
   [[ "${safety}" == unsafe ]] && args+=("${E2E_UNSAFE_SETTINGS[@]}")
   [[ -n "${E2E_FAULT}" ]] && args+=(--set "fault=${E2E_FAULT}")
   [[ -n "${E2E_DIGEST}" ]] && args+=(--digest "${E2E_DIGEST}")
