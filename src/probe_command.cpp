@@ -45,9 +45,10 @@ CLI::App* setup_probe_command(CLI::App& app, ProbeOptions& options) {
   probe->add_option("--stream-seconds", options.stream_seconds, "Length of each /stream")
       ->check(CLI::Range(1, 120))
       ->default_str("10");
-  probe->add_option("--rate", options.rate,
-                    "At most this many short requests per second, all keep-alive and "
-                    "new-connection workers together (0: no bound)")
+  probe
+      ->add_option("--rate", options.rate,
+                   "At most this many short requests per second, all keep-alive and "
+                   "new-connection workers together (0: no bound)")
       ->type_name("N")
       ->check(CLI::Range(0, 100000))
       ->default_str("0");

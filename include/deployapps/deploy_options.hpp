@@ -40,10 +40,10 @@ struct DeployOptions {
   // In-flight checks (issue 6): on when a probe URL is known, unless --no-verify.
   // The flags side by side: clang-analyzer's padding check counts the holes between them.
   bool no_verify = false;
-  bool no_probe = false;                // --no-probe: no synthetic traffic; other checks stay
-  bool no_drain_check = false;          // --no-drain-check: the drain race is not judged
-  bool no_wait = false;                 // apply and return: no rollout watch, no rollback
-  bool wait_for_lock = false;           // another deploy of an app holds its lock: wait for it
+  bool no_probe = false;        // --no-probe: no synthetic traffic; other checks stay
+  bool no_drain_check = false;  // --no-drain-check: the drain race is not judged
+  bool no_wait = false;         // apply and return: no rollout watch, no rollback
+  bool wait_for_lock = false;   // another deploy of an app holds its lock: wait for it
   // --probe-rate: short requests per second the in-flight probe sends per app (0: no bound). The
   // probe shares the ingress and the node's CPU with the traffic it judges; at its uncapped pace
   // (about 600/s) it doubled the p99 it measured (issue 16). 100/s judges 6,000 requests a minute.

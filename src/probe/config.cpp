@@ -133,7 +133,8 @@ void Config::validate() const {
 }
 
 std::chrono::milliseconds Config::short_request_interval() const {
-  const int short_workers = keepalive_get_workers + keepalive_post_workers + fresh_connection_workers;
+  const int short_workers =
+      keepalive_get_workers + keepalive_post_workers + fresh_connection_workers;
   if (max_short_requests_per_second <= 0 || short_workers <= 0) {
     return request_interval;
   }

@@ -347,12 +347,10 @@ void Probe::Impl::start() {
   }
   const auto short_interval = config_.short_request_interval();
   for (int i = 0; i < config_.keepalive_get_workers; ++i) {
-    spawn(
-        persistent_worker(make_spec(RequestKind::keepalive_get, i), short_interval, {}));
+    spawn(persistent_worker(make_spec(RequestKind::keepalive_get, i), short_interval, {}));
   }
   for (int i = 0; i < config_.keepalive_post_workers; ++i) {
-    spawn(
-        persistent_worker(make_spec(RequestKind::keepalive_post, i), short_interval, {}));
+    spawn(persistent_worker(make_spec(RequestKind::keepalive_post, i), short_interval, {}));
   }
   for (int i = 0; i < config_.fresh_connection_workers; ++i) {
     spawn(fresh_connection_worker(make_spec(RequestKind::fresh_get, i)));
@@ -663,8 +661,7 @@ net::awaitable<void> Probe::Impl::fresh_connection_worker(RequestSpec spec) {
     const auto started = Clock::now();
     Connection connection(executor(), connections_);
     const bool succeeded = co_await exchange(connection, spec);
-    next = std::max(next + interval,
-                    succeeded ? Clock::now() : started + kMinimumInterval);
+    next = std::max(next + interval, succeeded ? Clock::now() : started + kMinimumInterval);
   }
 }
 

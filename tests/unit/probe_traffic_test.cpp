@@ -410,7 +410,8 @@ TEST_CASE("traffic: stop_long_requests ends long requests and streams, short one
   std::size_t long_before = 0;
   std::size_t short_after = 0;
   for (const auto& record : report.records()) {
-    const bool long_kind = record.kind == RequestKind::long_get || record.kind == RequestKind::stream;
+    const bool long_kind =
+        record.kind == RequestKind::long_get || record.kind == RequestKind::stream;
     if (long_kind) {
       CHECK(record.start <= stopped->at);  // none started after the mark
       ++long_before;
