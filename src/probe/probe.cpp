@@ -154,8 +154,7 @@ class Probe::Impl {
     net::post(ioc_, [this] {
       if (!long_requests_stopped_) {
         long_requests_stopped_ = true;
-        std::lock_guard lock(mutex_);
-        marks_.push_back({std::string(kLongRequestsStopped), now()});
+        mark(kLongRequestsStopped);
       }
     });
   }
@@ -185,7 +184,8 @@ class Probe::Impl {
   net::awaitable<bool> exchange(Connection& connection, const RequestSpec& spec);
   net::awaitable<void> persistent_worker(RequestSpec spec, std::chrono::milliseconds interval,
                                          std::chrono::milliseconds first_delay);
-  net::awaitable<void> fresh_connection_worker(RequestSpec spec);
+  net::awaitable<void> fresh_connection_worker(RequestSpec spec,
+                                               std::chrono::milliseconds interval);
   net::awaitable<void> single_request(RequestSpec spec);
   net::awaitable<void> stop_after_duration();
 
@@ -353,7 +353,7 @@ void Probe::Impl::start() {
     spawn(persistent_worker(make_spec(RequestKind::keepalive_post, i), short_interval, {}));
   }
   for (int i = 0; i < config_.fresh_connection_workers; ++i) {
-    spawn(fresh_connection_worker(make_spec(RequestKind::fresh_get, i)));
+    spawn(fresh_connection_worker(make_spec(RequestKind::fresh_get, i), short_interval));
   }
   // Long requests and streams start staggered over their length, so that one is always starting
   // and one is always in flight whenever the rollout happens.
@@ -654,8 +654,8 @@ net::awaitable<void> Probe::Impl::persistent_worker(RequestSpec spec,
   }
 }
 
-net::awaitable<void> Probe::Impl::fresh_connection_worker(RequestSpec spec) {
-  const auto interval = config_.short_request_interval();
+net::awaitable<void> Probe::Impl::fresh_connection_worker(RequestSpec spec,
+                                                          std::chrono::milliseconds interval) {
   auto next = Clock::now();
   while (co_await sleep_until(next)) {
     const auto started = Clock::now();

@@ -2,6 +2,7 @@
 // failure mode must surface as its error class; correct behaviour (Connection: close, idle
 // closes) must not.
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -60,6 +61,17 @@ probe::Report run(const probe::Config& config) {
   CHECK(taken.records() == copied.records());
   CHECK(traffic.report().records().empty());
   return taken;
+}
+
+// Runs `config`, calling `act` on the running probe once `after` has passed (a rollout's moment).
+probe::Report run_acting(const probe::Config& config, std::chrono::milliseconds after,
+                         const std::function<void(probe::Probe&)>& act) {
+  probe::Probe traffic(config);
+  traffic.start();
+  std::this_thread::sleep_for(after);
+  act(traffic);
+  traffic.wait();
+  return traffic.report();
 }
 
 std::vector<probe::Record> of_kind(const probe::Report& report, RequestKind kind) {
@@ -133,14 +145,11 @@ TEST_CASE("traffic: versions switching mid-run give per-version counts and a swi
   TestServer server;
   probe::Config config = small_mix(server.url());
   config.duration = 800ms;
-  probe::Probe traffic(config);
-  traffic.start();
-  std::this_thread::sleep_for(300ms);
-  traffic.mark(probe::kRolloutStart);
-  server.set_version("v2");
-  traffic.mark(probe::kRolloutEnd);
-  traffic.wait();
-  const auto report = traffic.report();
+  const auto report = run_acting(config, 300ms, [&server](probe::Probe& traffic) {
+    traffic.mark(probe::kRolloutStart);
+    server.set_version("v2");
+    traffic.mark(probe::kRolloutEnd);
+  });
   INFO(report.summary_text());
   CHECK_FALSE(report.failed());
   const auto summary = report.summary();
@@ -395,27 +404,20 @@ TEST_CASE("traffic: stop_long_requests ends long requests and streams, short one
   TestServer server;
   probe::Config config = small_mix(server.url());
   config.duration = 900ms;
-  probe::Probe traffic(config);
-  traffic.start();
-  std::this_thread::sleep_for(300ms);
-  traffic.stop_long_requests();
-  traffic.wait();
-  const auto report = traffic.report();
-  const auto& marks = report.marks();
-  const auto stopped = std::find_if(marks.begin(), marks.end(), [](const probe::Mark& mark) {
-    return mark.name == probe::kLongRequestsStopped;
-  });
-  REQUIRE(stopped != marks.end());
-  CHECK(stopped->at >= 300ms);
+  const auto report =
+      run_acting(config, 300ms, [](probe::Probe& traffic) { traffic.stop_long_requests(); });
+  const auto stopped = report.mark(probe::kLongRequestsStopped);
+  REQUIRE(stopped);
+  CHECK(*stopped >= 300ms);
   std::size_t long_before = 0;
   std::size_t short_after = 0;
   for (const auto& record : report.records()) {
     const bool long_kind =
         record.kind == RequestKind::long_get || record.kind == RequestKind::stream;
     if (long_kind) {
-      CHECK(record.start <= stopped->at);  // none started after the mark
+      CHECK(record.start <= *stopped);  // none started after the mark
       ++long_before;
-    } else if (record.start > stopped->at) {
+    } else if (record.start > *stopped) {
       ++short_after;
     }
   }
