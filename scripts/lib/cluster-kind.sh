@@ -36,7 +36,9 @@ kind_kubectl() {
   kubectl --kubeconfig "${KIND_KUBECONFIG}" "$@"
 }
 
+# Arguments: the number of nodes ("" or 1; more are native-only for now).
 kind_up() {
+  [[ "${1:-1}" == 1 ]] || die "--nodes $1: extra nodes are made by the native provider only"
   require_commands "${KIND}" docker kubectl curl
   mkdir -p "${KIND_STATE_DIR}" || die "cannot create ${KIND_STATE_DIR}; set DEPLOY_APPS_STATE"
   if [[ -z "$(docker ps -q --filter "name=^${KIND_REGISTRY_CONTAINER}$")" ]]; then
@@ -83,7 +85,7 @@ EOF
   install_gateway_api kind_kubectl
   # The same manifest as natively, with the public image and all-interface binds (kind forwards
   # to the node's own address, not its loopback).
-  ingress_manifest "traefik:${TRAEFIK_VERSION}" | sed -e 's|=127\.0\.0\.1:80|=:80|' \
+  ingress_manifest "traefik:${TRAEFIK_VERSION}" "${KIND_NODE}" | sed -e 's|=127\.0\.0\.1:80|=:80|' \
     | kind_kubectl apply -f - >/dev/null
   kind_kubectl -n traefik rollout status deployment/traefik --timeout=180s
   local deadline=$((SECONDS + 60))

@@ -50,6 +50,8 @@ readonly CLUSTER_CONTEXT="deploy-apps-local"
 # The node is named after loopback so that apiserver→kubelet traffic stays on 127.0.0.1.
 readonly NODE_NAME="127.0.0.1"
 readonly POD_CIDR="10.88.0.0/16"
+# Every node's pods: the first node's POD_CIDR and extra nodes' 10.89.K.0/24 (cluster-nodes.sh).
+readonly CLUSTER_POD_CIDR="10.88.0.0/15"
 readonly SERVICE_CIDR="10.96.0.0/16"
 readonly FIRST_SERVICE_IP="10.96.0.1"
 readonly APISERVER_PORT=6443
@@ -71,6 +73,9 @@ readonly DAEMONS=(etcd registry containerd kube-apiserver kube-controller-manage
 readonly PAUSE_IMAGE_NAME="deploy-apps.local/pause"
 readonly TRAEFIK_IMAGE_NAME="deploy-apps.local/traefik"
 readonly IMAGE_CACHE_DIR="${DEPLOY_APPS_CACHE}/cluster-images"
+
+# shellcheck source=scripts/lib/cluster-nodes.sh
+source "${REPO_ROOT}/scripts/lib/cluster-nodes.sh"
 
 # Resolved by native_resolve_binaries and native_resolve_images.
 KUBE_BIN_DIR=""
@@ -119,9 +124,13 @@ start_daemon() {
   mkdir -p "${RUN_DIR}" "${LOG_DIR}"
   # exe may be a symlink to the multi-call kube binary, which dispatches on the name it is run as.
   # The subshell execs setsid, which execs the daemon: $! is the daemon's PID.
+  # DAEMON_NETNS (an extra node's network namespace) changes only the network: the kubelet and
+  # its containerd must share the host's mounts (ip netns exec would give each its own).
+  local enter=()
+  [[ -z "${DAEMON_NETNS:-}" ]] || enter=(nsenter "--net=/run/netns/${DAEMON_NETNS}")
   (
     close_cluster_lock
-    exec setsid "${exe}" "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null
+    exec ${enter[@]+"${enter[@]}"} setsid "${exe}" "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null
   ) &
   pid=$!
   printf '%s\n%s\n' "${pid}" "${real_exe}" >"${RUN_DIR}/${name}.pid"
@@ -169,7 +178,7 @@ stop_daemon() {
 
 any_daemon_running() {
   local name
-  for name in "${DAEMONS[@]}"; do
+  for name in "${DAEMONS[@]}" registry-nodes $(extra_node_daemons); do
     daemon_pid "${name}" >/dev/null && return 0
   done
   return 1
@@ -301,19 +310,21 @@ write_file() {
   mv "$1.tmp" "$1"
 }
 
-write_configs() {
-  mkdir -p "${CNI_DIR}/net.d" "${CONTAINERD_DIR}/certs.d/${REGISTRY_ADDRESS}" "${POD_LOGS_DIR}"
-  # containerd: its own root, state and socket, so it never meets dockerd's containerd.
-  write_file "${CONFIG_DIR}/containerd.toml" <<EOF
+# containerd: its own root, state and socket, so it never meets dockerd's containerd (or another
+# node's). Arguments: config file, containerd dir (root, state, socket, runc, certs.d under it),
+# CNI config dir.
+write_containerd_config() {
+  local file="$1" dir="$2" cni_conf_dir="$3"
+  write_file "${file}" <<EOF
 version = 2
-root = "${CONTAINERD_DIR}/root"
-state = "${CONTAINERD_DIR}/state"
+root = "${dir}/root"
+state = "${dir}/state"
 [grpc]
-  address = "${CONTAINERD_SOCKET}"
+  address = "${dir}/containerd.sock"
 [ttrpc]
-  address = "${CONTAINERD_SOCKET}.ttrpc"
+  address = "${dir}/containerd.sock.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "${CONTAINERD_DIR}/opt"
+  path = "${dir}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "${PAUSE_IMAGE}"
   # Root here lacks CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj below containerd's own
@@ -326,21 +337,33 @@ state = "${CONTAINERD_DIR}/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
-        Root = "${CONTAINERD_DIR}/runc"
+        Root = "${dir}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "${CNI_BIN_DIR}"
-    conf_dir = "${CNI_DIR}/net.d"
+    conf_dir = "${cni_conf_dir}"
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "${CONTAINERD_DIR}/certs.d"
+    config_path = "${dir}/certs.d"
 EOF
-  # The local registry speaks plain HTTP on loopback.
-  write_file "${CONTAINERD_DIR}/certs.d/${REGISTRY_ADDRESS}/hosts.toml" <<EOF
-server = "http://${REGISTRY_ADDRESS}"
-[host."http://${REGISTRY_ADDRESS}"]
+}
+
+# Images are named after the registry's loopback address; SERVER is where this containerd
+# reaches it (plain HTTP). Arguments: containerd dir, server URL.
+write_registry_hosts() {
+  local dir="$1" server="$2"
+  mkdir -p "${dir}/certs.d/${REGISTRY_ADDRESS}"
+  write_file "${dir}/certs.d/${REGISTRY_ADDRESS}/hosts.toml" <<EOF
+server = "${server}"
+[host."${server}"]
   capabilities = ["pull", "resolve"]
 EOF
-  # firewall: docker sets the FORWARD policy to DROP; this plugin accepts pod traffic.
-  write_file "${CNI_DIR}/net.d/10-deploy-apps.conflist" <<EOF
+}
+
+# firewall: docker sets the FORWARD policy to DROP; this plugin accepts pod traffic.
+# Arguments: conflist file, pod subnet, IPAM data dir.
+write_cni_config() {
+  local file="$1" subnet="$2" ipam_dir="$3"
+  mkdir -p "$(dirname "${file}")"
+  write_file "${file}" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "deploy-apps",
@@ -353,9 +376,9 @@ EOF
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{"subnet": "${POD_CIDR}"}]],
+        "ranges": [[{"subnet": "${subnet}"}]],
         "routes": [{"dst": "0.0.0.0/0"}],
-        "dataDir": "${CNI_DIR}/ipam"
+        "dataDir": "${ipam_dir}"
       }
     },
     {"type": "portmap", "capabilities": {"portMappings": true}},
@@ -363,34 +386,29 @@ EOF
   ]
 }
 EOF
-  write_file "${CONFIG_DIR}/registry.yaml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: ${CLUSTER_DIR}/registry
-  delete:
-    enabled: true
-http:
-  addr: ${REGISTRY_ADDRESS}
-EOF
-  write_file "${CONFIG_DIR}/kubelet.yaml" <<EOF
+}
+
+# Arguments: config file, listen address, containerd socket, serving certificate name (in
+# PKI_DIR), pod logs dir, cgroup root ("" keeps the kubelet's default, "/").
+write_kubelet_config() {
+  local file="$1" address="$2" socket="$3" serving="$4" pod_logs="$5" cgroup_root="$6"
+  write_file "${file}" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # cgroups here are v1 and stay so; 1.35 refuses v1 unless told (KEP-5573).
 failCgroupV1: false
 # containerd 1.6 has no RuntimeConfig RPC, so the kubelet's own driver setting is used.
 cgroupDriver: cgroupfs
+${cgroup_root:+cgroupRoot: ${cgroup_root}}
 failSwapOn: false
-containerRuntimeEndpoint: unix://${CONTAINERD_SOCKET}
-address: 127.0.0.1
+containerRuntimeEndpoint: unix://${socket}
+address: ${address}
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
-tlsCertFile: ${PKI_DIR}/kubelet-serving.crt
-tlsPrivateKeyFile: ${PKI_DIR}/kubelet-serving.key
+tlsCertFile: ${PKI_DIR}/${serving}.crt
+tlsPrivateKeyFile: ${PKI_DIR}/${serving}.key
 authentication:
   anonymous:
     enabled: false
@@ -402,7 +420,7 @@ authorization:
   mode: Webhook
 # No cluster DNS; keep the VM's resolver out of pods.
 resolvConf: ""
-podLogsDir: ${POD_LOGS_DIR}
+podLogsDir: ${pod_logs}
 # containerd 1.6 does not pin the sandbox image, so never garbage-collect images.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -415,14 +433,19 @@ serializeImagePulls: false
 # Without CAP_SYS_RESOURCE the kubelet cannot lower its own OOM score either.
 oomScoreAdj: 0
 EOF
-  write_file "${CONFIG_DIR}/kube-proxy.yaml" <<EOF
+}
+
+# Arguments: config file, kubeconfig, node name.
+write_kube_proxy_config() {
+  local file="$1" kubeconfig="$2" node="$3"
+  write_file "${file}" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
-  kubeconfig: ${CONFIG_DIR}/kube-proxy.kubeconfig
-hostnameOverride: ${NODE_NAME}
+  kubeconfig: ${kubeconfig}
+hostnameOverride: ${node}
 mode: iptables
-clusterCIDR: ${POD_CIDR}
+clusterCIDR: ${CLUSTER_POD_CIDR}
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 # Leave global sysctls alone: no conntrack tuning, no route_localnet.
@@ -434,6 +457,29 @@ conntrack:
 iptables:
   localhostNodePorts: false
 EOF
+}
+
+write_configs() {
+  mkdir -p "${POD_LOGS_DIR}"
+  write_containerd_config "${CONFIG_DIR}/containerd.toml" "${CONTAINERD_DIR}" "${CNI_DIR}/net.d"
+  write_registry_hosts "${CONTAINERD_DIR}" "http://${REGISTRY_ADDRESS}"
+  write_cni_config "${CNI_DIR}/net.d/10-deploy-apps.conflist" "${POD_CIDR}" "${CNI_DIR}/ipam"
+  write_file "${CONFIG_DIR}/registry.yaml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: ${CLUSTER_DIR}/registry
+  delete:
+    enabled: true
+http:
+  addr: ${REGISTRY_ADDRESS}
+EOF
+  write_kubelet_config "${CONFIG_DIR}/kubelet.yaml" 127.0.0.1 "${CONTAINERD_SOCKET}" \
+    kubelet-serving "${POD_LOGS_DIR}" ""
+  write_kube_proxy_config "${CONFIG_DIR}/kube-proxy.yaml" "${CONFIG_DIR}/kube-proxy.kubeconfig" \
+    "${NODE_NAME}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -582,7 +628,7 @@ start_controllers() {
     --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="${PKI_DIR}/sa.key" --root-ca-file="${PKI_DIR}/ca.crt" \
     --cluster-signing-cert-file="${PKI_DIR}/ca.crt" --cluster-signing-key-file="${PKI_DIR}/ca.key" \
-    --service-cluster-ip-range="${SERVICE_CIDR}" --cluster-cidr="${POD_CIDR}" \
+    --service-cluster-ip-range="${SERVICE_CIDR}" --cluster-cidr="${CLUSTER_POD_CIDR}" \
     --allocate-node-cidrs=false --profiling=false
   start_daemon kube-scheduler "${KUBE_BIN_DIR}/kube-scheduler" \
     --kubeconfig="${CONFIG_DIR}/scheduler.kubeconfig" \
@@ -627,7 +673,7 @@ EOF
 }
 
 deploy_ingress() {
-  ingress_manifest "$1" | kubectl_local apply -f - >/dev/null
+  ingress_manifest "$1" "${NODE_NAME}" | kubectl_local apply -f - >/dev/null
   kubectl_local -n traefik rollout status deployment/traefik --timeout=180s >/dev/null \
     || die "Traefik did not become ready; see: scripts/cluster logs traefik"
 }
@@ -638,8 +684,10 @@ ingress_answers() {
     "http://${INGRESS_ADDRESS}/")" == 404 ]]
 }
 
+# Arguments: the number of nodes ("" keeps the cluster's, 1 for a new one).
 native_up() {
-  local start=${SECONDS}
+  local start=${SECONDS} node_count="${1:-}"
+  [[ -z "${node_count}" ]] || require_node_count "${node_count}"
   native_preflight
   timed "building binaries (cached after the first run)" "${REPO_ROOT}/scripts/build-kubernetes"
   native_resolve_binaries
@@ -687,6 +735,7 @@ native_up() {
   timed "deploying Traefik" deploy_ingress "${traefik_pinned}"
   wait_for "ingress on http://${INGRESS_ADDRESS}" 60 "" ingress_answers
   wait_for "Gateway traefik/traefik programmed" 60 "" gateway_programmed kubectl_local
+  nodes_up "${node_count:-$(($(extra_nodes | wc -l) + 1))}"
   log "cluster up in $((SECONDS - start))s; kubeconfig: ${CLUSTER_KUBECONFIG} (context ${CLUSTER_CONTEXT})"
 }
 
@@ -705,13 +754,14 @@ unmount_under() {
 # Kills containerd shims of our containerd that outlived it (normally none: removing the pod
 # sandboxes ends them). They are not in a PID file; each carries our containerd's unique socket
 # path in its arguments, and only those are killed, by PID.
-stop_shims() {
-  local shim proc cmdline
+# Arguments: the containerd socket.
+stop_shims_of() {
+  local socket="$1" shim proc cmdline
   shim="$(readlink -f "$(command -v containerd-shim-runc-v2)")"
   for proc in /proc/[0-9]*; do
     [[ "$(readlink "${proc}/exe" 2>/dev/null)" == "${shim}" ]] || continue
     cmdline="$(tr '\0' ' ' <"${proc}/cmdline" 2>/dev/null)" || continue
-    if [[ " ${cmdline} " == *" -address ${CONTAINERD_SOCKET} "* ]]; then
+    if [[ " ${cmdline} " == *" -address ${socket} "* ]]; then
       log "killing leftover containerd shim ${proc#/proc/}"
       kill -KILL "${proc#/proc/}" 2>/dev/null || true
     fi
@@ -775,13 +825,14 @@ native_down() {
   fi
   native_resolve_binaries
   local start=${SECONDS}
+  nodes_down
   stop_daemon kubelet 20
   remove_pod_sandboxes
   local i
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     [[ "${DAEMONS[i]}" == kubelet ]] || stop_daemon "${DAEMONS[i]}" 20
   done
-  stop_shims
+  stop_shims_of "${CONTAINERD_SOCKET}"
   if [[ -x "${KUBE_BIN_DIR}/kube" ]]; then
     "${KUBE_BIN_DIR}/kube-proxy" --cleanup >/dev/null 2>&1 || true
   fi
@@ -812,7 +863,7 @@ native_status() {
     return 1
   fi
   native_resolve_binaries
-  for name in "${DAEMONS[@]}"; do
+  for name in "${DAEMONS[@]}" $(nodes_status_daemons); do
     if pid="$(daemon_pid "${name}")"; then
       printf '%-24s running (pid %s)\n' "${name}" "${pid}"
     else
@@ -845,7 +896,7 @@ native_status() {
 native_logs() {
   local name="${1:-}"
   if [[ -z "${name}" ]]; then
-    printf 'components: %s traefik\n' "${DAEMONS[*]}"
+    printf 'components: %s traefik\n' "${DAEMONS[*]} $(nodes_status_daemons | tr '\n' ' ')"
     return 0
   fi
   if [[ "${name}" == traefik ]]; then

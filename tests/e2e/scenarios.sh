@@ -21,11 +21,22 @@
 #   scenario_control APP         5. v1 -> v2 without the safeguards: the probes (Service, Ingress
 #                                   and Gateway) MUST see failures, and the deployer's in-flight
 #                                   checks must roll back (exit 1)
+# On a cluster of several nodes (scripts/test-nodes):
+#   scenario_drain APP           6. kubectl drain of a node (not node 1, which holds the ingress)
+#                                   that runs one of APP's pods, in steady state: 0 failures, the
+#                                   evicted pod exits 0, the budget holds (verdict "drained")
+#   scenario_drain_rollout APP   7. the same drain E2E_DRAIN_DELAY seconds into a v2 -> v3 rollout:
+#                                   0 failures, and the deploy either succeeds (zero-downtime) or
+#                                   rolls back cleanly (rolled-back); the log says which
 
 # 1 while a scenario also sends the edge-of-budget requests (scenario_both_apps).
 E2E_EDGE_REQUESTS=0
 # 1 while a scenario also probes each app through the Gateway (scenario_rollout, scenario_control).
 E2E_GATEWAY_PATH=0
+
+# The node a drain scenario drains ("" for none), and how long into a rollout it starts.
+E2E_DRAIN_NODE=""
+E2E_DRAIN_DELAY="${E2E_DRAIN_DELAY:-6}"
 
 # What each app runs now, "<version> <safe|unsafe>", to skip preparations that are not needed.
 declare -A E2E_DEPLOYED=()
@@ -86,12 +97,33 @@ e2e_change_under_load() {
     sleep 1 # each is in its handler before the first old pod is deleted
   fi
 
-  local changed=0 evidence=()
+  local changed=0 evidence=() drainer=""
   # A change that must drop nothing must also prove it on enough requests (its certificate).
   [[ "${expect}" == zero-downtime ]] && evidence=(--min-requests "${E2E_MIN_REQUESTS}")
   e2e_mark "${marks}" rollout-start
-  e2e_deploy "${to}" "${safety}" --report-dir "${dir}/deployer" "${evidence[@]}" "${apps[@]}" \
-    || changed=$?
+  if [[ "${expect}" == drained ]]; then
+    e2e_drain "${E2E_DRAIN_NODE}" 0 "${dir}/drain.log" || changed=$?
+  else
+    if [[ -n "${E2E_DRAIN_NODE}" ]]; then
+      e2e_drain "${E2E_DRAIN_NODE}" "${E2E_DRAIN_DELAY}" "${dir}/drain.log" &
+      drainer=$!
+    fi
+    e2e_deploy "${to}" "${safety}" --report-dir "${dir}/deployer" "${evidence[@]}" "${apps[@]}" \
+      || changed=$?
+    if [[ -n "${drainer}" ]]; then
+      wait "${drainer}" || { err "scenario ${name}: the drain failed; see ${dir}/drain.log"; changed=1; }
+      # A drain in the middle may fail the rollout's checks: a clean rollback is also an answer.
+      if ((changed == 1)) && [[ "${expect}" == zero-downtime ]]; then
+        log "scenario ${name}: the deployer rolled back during the drain; judging it as rolled-back"
+        expect=rolled-back
+        changed=0
+        to="${from}"
+        new_version="${from}"
+      elif ((changed == 0)); then
+        log "scenario ${name}: the deploy succeeded during the drain"
+      fi
+    fi
+  fi
   if [[ "${expect}" == rolled-back || "${expect}" == failures ]]; then
     # A broken release, or one the in-flight checks catch dropping requests: the deployer must
     # refuse it (exit 1) and have rolled it back when it returns.
@@ -133,7 +165,9 @@ e2e_change_under_load() {
   e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
     --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
     "${verdict_args[@]}" || judged=$?
-  e2e_check_certificates "${expect}" "${dir}/deployer" "${apps[@]}" || judged=1
+  if [[ "${expect}" != drained && ( -z "${drainer}" || "${expect}" == zero-downtime ) ]]; then
+    e2e_check_certificates "${expect}" "${dir}/deployer" "${apps[@]}" || judged=1
+  fi
   ((judged == 0 && edges == 0))
 }
 
@@ -187,4 +221,42 @@ scenario_control() {
   e2e_change_under_load "control-${app}" failures v1 v2 unsafe "${app}" || rc=$?
   E2E_GATEWAY_PATH=0
   return "${rc}"
+}
+
+# Drains a node (kubectl drain: evictions through the PodDisruptionBudget), after a delay.
+# Arguments: node, delay (s), log file.
+e2e_drain() {
+  local node="$1" delay="$2" log_file="$3"
+  sleep "${delay}"
+  log "draining node ${node}"
+  e2e_kubectl drain "${node}" --ignore-daemonsets --delete-emptydir-data \
+    --timeout "${E2E_TIMEOUT_SECONDS}s" >"${log_file}" 2>&1
+}
+
+# Prints a node other than node 1 (the ingress's) that runs a pod of APP.
+e2e_drainable_node_of() {
+  e2e_kubectl -n "$1" get pods -o 'jsonpath={range .items[*]}{.spec.nodeName}{"\n"}{end}' \
+    | grep -vx '127\.0\.0\.1' | head -n 1
+}
+
+# Runs one drain scenario: picks the node, runs the change, then makes the node schedulable again.
+# Arguments: scenario name, expectation, from, to, app.
+e2e_drain_scenario() {
+  local name="$1" expect="$2" from="$3" to="$4" app="$5" rc=0
+  E2E_DRAIN_NODE="$(e2e_drainable_node_of "${app}")"
+  [[ -n "${E2E_DRAIN_NODE}" ]] || die "${app}: no pod on a node other than node 1 to drain"
+  e2e_change_under_load "${name}" "${expect}" "${from}" "${to}" safe "${app}" || rc=$?
+  e2e_kubectl uncordon "${E2E_DRAIN_NODE}" >/dev/null || rc=1
+  E2E_DRAIN_NODE=""
+  return "${rc}"
+}
+
+scenario_drain() {
+  e2e_prepare v2 safe "$1"
+  e2e_drain_scenario "drain-$1" drained v2 v2 "$1"
+}
+
+scenario_drain_rollout() {
+  e2e_prepare v2 safe "$1"
+  e2e_drain_scenario "drain-rollout-$1" zero-downtime v2 v3 "$1"
 }

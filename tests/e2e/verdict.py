@@ -2,7 +2,8 @@
 """Judges one e2e scenario from the probe reports, the pod watch and the script's marks.
 
 Usage:
-  verdict.py --scenario NAME --expect zero-downtime|no-op|rolled-back|failures --old V --new V
+  verdict.py --scenario NAME --expect zero-downtime|no-op|rolled-back|failures|drained
+             --old V --new V
              --marks FILE --probe LABEL=REPORT.json... --pods APP=DIR... --out VERDICT.json
 
 Inputs:
@@ -21,6 +22,9 @@ Expectations:
   rolled-back    a broken release the deployer rolled back: every probe: 0 failed requests, only
                  the old version answered; afterwards only old-version pods are left.
   failures       the control run: every probe reports failed requests (> 0).
+  drained        a node drain (no release): every probe: 0 failed requests, one version only;
+                 every pod deleted exits 0; the Ready pods not being deleted never fell below
+                 the pods before it less one (what the PodDisruptionBudget allows).
 
 Prints a summary per probe and exits 0 when the expectation holds, 1 when it does not, 2 on bad
 input. Writes the figures and the findings to --out.
@@ -178,7 +182,8 @@ class PodFigures:
         self.app = app
         self.pods = {}  # name -> the last state seen
         self.deleted = set()
-        for event in read_json_stream(directory / "watch.json"):
+        self.events = list(read_json_stream(directory / "watch.json"))
+        for event in self.events:
             pod = event["object"]
             self.pods[pod["metadata"]["name"]] = pod
             if event["type"] == "DELETED" or pod["metadata"].get("deletionTimestamp"):
@@ -201,6 +206,38 @@ class PodFigures:
                     code = terminated["exitCode"]
             codes[name] = code
         return codes
+
+    def deleted_exit_codes(self):
+        """name -> exit code of the app container of every pod deleted (None: end not seen)."""
+        codes = {}
+        for name in sorted(self.deleted):
+            code = None
+            for status in self.pods[name].get("status", {}).get("containerStatuses", []):
+                terminated = status.get("state", {}).get("terminated")
+                if status["name"] == self.app and terminated:
+                    code = terminated["exitCode"]
+            codes[name] = code
+        return codes
+
+    @staticmethod
+    def healthy(pod):
+        """Ready and not being deleted: what a PodDisruptionBudget counts."""
+        return not pod["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod.get("status", {}).get("conditions", []))
+
+    def fewest_healthy(self):
+        """The fewest healthy pods at any point of the watch, starting from before.json."""
+        state = {p["metadata"]["name"]: self.healthy(p) for p in self.before.values()}
+        fewest = sum(state.values())
+        for event in self.events:
+            name = event["object"]["metadata"]["name"]
+            if event["type"] == "DELETED":
+                state.pop(name, None)
+            else:
+                state[name] = self.healthy(event["object"])
+            fewest = min(fewest, sum(state.values()))
+        return fewest
 
     @staticmethod
     def restarts(pods):
@@ -235,8 +272,10 @@ def judge(args, probes, pods, marks):
             findings.append(f"{where}: {len(probe.failed)} failed requests {probe.failures_by_class}")
         if probe.cancelled:
             findings.append(f"{where}: {len(probe.cancelled)} requests cancelled")
-        if args.expect in ("no-op", "rolled-back"):
-            only = args.new if args.expect == "no-op" else args.old
+        if args.expect == "drained" and probe.requests_during == 0:
+            findings.append(f"{where}: no request overlapped the drain")
+        if args.expect in ("no-op", "rolled-back", "drained"):
+            only = args.old if args.expect == "rolled-back" else args.new
             if set(probe.versions) != {only}:
                 findings.append(f"{where}: versions {probe.versions}, expected only {only}")
             continue
@@ -269,6 +308,18 @@ def judge(args, probes, pods, marks):
             left = sorted({pod_version(p) for p in app.after.values()})
             if left != [args.old]:
                 findings.append(f"{app.app}: pods left run {left}, expected only {args.old}")
+        elif args.expect == "drained":
+            codes = app.deleted_exit_codes()
+            if not codes:
+                findings.append(f"{app.app}: the drain deleted no pod")
+            for name, code in codes.items():
+                if code != 0:
+                    findings.append(f"{app.app}: drained pod {name} exited "
+                                    f"{'(not seen)' if code is None else code}, expected 0")
+            allowed = sum(app.healthy(p) for p in app.before.values()) - 1
+            if app.fewest_healthy() < allowed:
+                findings.append(f"{app.app}: {app.fewest_healthy()} healthy pods during the drain, "
+                                f"the budget allows no fewer than {allowed}")
         elif args.expect == "zero-downtime":
             codes = app.exit_codes(args.old)
             if not codes:
@@ -303,6 +354,11 @@ def print_summary(args, probes, pods, findings, rollout_seconds):
             codes = app.exit_codes(args.old)
             print(f"  {app.app}: old pods' exit codes "
                   + (" ".join(f"{n}={c}" for n, c in sorted(codes.items())) or "-"))
+        if args.expect == "drained":
+            codes = app.deleted_exit_codes()
+            print(f"  {app.app}: drained pods' exit codes "
+                  + (" ".join(f"{n}={c}" for n, c in codes.items()) or "-")
+                  + f"; fewest healthy pods {app.fewest_healthy()} of {len(app.before)}")
     if rollout_seconds is not None:
         print(f"  rollout took {rollout_seconds:.1f}s")
     for finding in findings:
@@ -313,7 +369,7 @@ def print_summary(args, probes, pods, findings, rollout_seconds):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", required=True)
-    parser.add_argument("--expect", required=True, choices=("zero-downtime", "no-op", "rolled-back", "failures"))
+    parser.add_argument("--expect", required=True, choices=("zero-downtime", "no-op", "rolled-back", "failures", "drained"))
     parser.add_argument("--old", required=True)
     parser.add_argument("--new", required=True)
     parser.add_argument("--marks", required=True)

@@ -166,6 +166,34 @@ class VerdictTest(unittest.TestCase):
         self.scenario.records.append(record(9005, "fresh-get", 12.0, 12.1, "v2"))
         self.assert_fails("expected only v1", expect="rolled-back")
 
+    def test_a_drain_must_drop_nothing_and_keep_the_budget(self):
+        self.scenario.records = [record(i, "keepalive-get", i / 10, i / 10 + 0.01, "v2")
+                                 for i in range(100)]
+        self.scenario.before = [pod("a", "v2"), pod("b", "v2")]
+        draining = pod("a", "v2")
+        draining["metadata"]["deletionTimestamp"] = "2026-11-28T12:00:10Z"
+        self.scenario.watch = [("ADDED", pod("a", "v2")), ("ADDED", pod("b", "v2")),
+                               ("MODIFIED", draining), ("ADDED", pod("c", "v2")),
+                               ("DELETED", pod("a", "v2", exit_code=0))]
+        self.scenario.after = [pod("b", "v2"), pod("c", "v2")]
+        code, output = self.scenario.run(expect="drained", old="v2", new="v2")
+        self.assertEqual(code, 0, output)
+        self.assertIn("fewest healthy pods 1 of 2", output)
+        # Both evicted at once: the budget (one at a time) was not honoured.
+        both = pod("b", "v2")
+        both["metadata"]["deletionTimestamp"] = "2026-11-28T12:00:10Z"
+        self.scenario.watch.insert(3, ("MODIFIED", both))
+        self.assert_fails("0 healthy pods during the drain", expect="drained", old="v2", new="v2")
+        del self.scenario.watch[3]
+        self.scenario.watch[-1] = ("DELETED", pod("a", "v2", exit_code=137))
+        self.assert_fails("drained pod a exited 137", expect="drained", old="v2", new="v2")
+        self.scenario.watch[-1] = ("DELETED", pod("a", "v2", exit_code=0))
+        self.scenario.records.append(record(9006, "fresh-get", 5.0, 5.1, "", "reset"))
+        self.assert_fails("1 failed requests", expect="drained", old="v2", new="v2")
+        self.scenario.records.pop()
+        self.scenario.watch = self.scenario.watch[:2]
+        self.assert_fails("the drain deleted no pod", expect="drained", old="v2", new="v2")
+
     def test_bad_input_exits_2(self):
         with contextlib.redirect_stderr(io.StringIO()):
             code = verdict.main(["--scenario", "t", "--expect", "no-op", "--old", "a", "--new", "b",
