@@ -28,13 +28,22 @@
 #   scenario_drain_rollout APP   7. the same drain E2E_DRAIN_DELAY seconds into a v2 -> v3 rollout:
 #                                   0 failures, and the deploy either succeeds (zero-downtime) or
 #                                   rolls back cleanly (rolled-back); the log says which
+#   scenario_drain_control APP   8. scenario 6 without the safeguards (E2E_UNSAFE_SETTINGS): the
+#                                   probes MUST see failures
+#   scenario_drain_budget APP N  9. three pods packed on one node (the others cordoned while they
+#                                   start), that node drained with the budget's maxUnavailable N:
+#                                   with 1 (the manifests' value) as scenario 6; with 3 (the
+#                                   control) the verdict MUST find the budget broken
 
 # 1 while a scenario also sends the edge-of-budget requests (scenario_both_apps).
 E2E_EDGE_REQUESTS=0
 # 1 while a scenario also probes each app through the Gateway (scenario_rollout, scenario_control).
 E2E_GATEWAY_PATH=0
 
-# The node a drain scenario drains ("" for none), and how long into a rollout it starts.
+# What a scenario changes under load: "deploy" (deploy-apps) or "drain" (kubectl drain of
+# E2E_DRAIN_NODE). A deploy with E2E_DRAIN_NODE set also drains that node, E2E_DRAIN_DELAY
+# seconds into the rollout.
+E2E_CHANGE=deploy
 E2E_DRAIN_NODE=""
 E2E_DRAIN_DELAY="${E2E_DRAIN_DELAY:-6}"
 
@@ -101,7 +110,7 @@ e2e_change_under_load() {
   # A change that must drop nothing must also prove it on enough requests (its certificate).
   [[ "${expect}" == zero-downtime ]] && evidence=(--min-requests "${E2E_MIN_REQUESTS}")
   e2e_mark "${marks}" rollout-start
-  if [[ "${expect}" == drained ]]; then
+  if [[ "${E2E_CHANGE}" == drain ]]; then
     e2e_drain "${E2E_DRAIN_NODE}" 0 "${dir}/drain.log" || changed=$?
   else
     if [[ -n "${E2E_DRAIN_NODE}" ]]; then
@@ -124,7 +133,7 @@ e2e_change_under_load() {
       fi
     fi
   fi
-  if [[ "${expect}" == rolled-back || "${expect}" == failures ]]; then
+  if [[ "${E2E_CHANGE}" == deploy && ( "${expect}" == rolled-back || "${expect}" == failures ) ]]; then
     # A broken release, or one the in-flight checks catch dropping requests: the deployer must
     # refuse it (exit 1) and have rolled it back when it returns.
     if ((changed == 1)); then
@@ -165,7 +174,7 @@ e2e_change_under_load() {
   e2e_verdict --scenario "${name}" --expect "${expect}" --old "$(e2e_version "${from}")" \
     --new "$(e2e_version "${new_version}")" --marks "${marks}" --out "${dir}/verdict.json" \
     "${verdict_args[@]}" || judged=$?
-  if [[ "${expect}" != drained && ( -z "${drainer}" || "${expect}" == zero-downtime ) ]]; then
+  if [[ "${E2E_CHANGE}" == deploy && ( -z "${drainer}" || "${expect}" == zero-downtime ) ]]; then
     e2e_check_certificates "${expect}" "${dir}/deployer" "${apps[@]}" || judged=1
   fi
   ((judged == 0 && edges == 0))
@@ -239,24 +248,66 @@ e2e_drainable_node_of() {
     | grep -vx '127\.0\.0\.1' | head -n 1
 }
 
-# Runs one drain scenario: picks the node, runs the change, then makes the node schedulable again.
-# Arguments: scenario name, expectation, from, to, app.
+# Runs one drain scenario on NODE (default: a node of APP's other than node 1), then makes the
+# node schedulable again. Arguments: change (drain or deploy), scenario name, expectation, from,
+# to, safety, app, node or "".
 e2e_drain_scenario() {
-  local name="$1" expect="$2" from="$3" to="$4" app="$5" rc=0
-  E2E_DRAIN_NODE="$(e2e_drainable_node_of "${app}")"
-  [[ -n "${E2E_DRAIN_NODE}" ]] || die "${app}: no pod on a node other than node 1 to drain"
-  e2e_change_under_load "${name}" "${expect}" "${from}" "${to}" safe "${app}" || rc=$?
-  e2e_kubectl uncordon "${E2E_DRAIN_NODE}" >/dev/null || rc=1
+  local change="$1" name="$2" expect="$3" from="$4" to="$5" safety="$6" app="$7" node="$8" rc=0
+  [[ -n "${node}" ]] || node="$(e2e_drainable_node_of "${app}")"
+  [[ -n "${node}" ]] || die "${app}: no pod on a node other than node 1 to drain"
+  E2E_CHANGE="${change}"
+  E2E_DRAIN_NODE="${node}"
+  e2e_change_under_load "${name}" "${expect}" "${from}" "${to}" "${safety}" "${app}" || rc=$?
+  E2E_CHANGE=deploy
   E2E_DRAIN_NODE=""
+  e2e_kubectl uncordon "${node}" >/dev/null || rc=1
   return "${rc}"
 }
 
 scenario_drain() {
   e2e_prepare v2 safe "$1"
-  e2e_drain_scenario "drain-$1" drained v2 v2 "$1"
+  e2e_drain_scenario drain "drain-$1" drained v2 v2 safe "$1" ""
 }
 
 scenario_drain_rollout() {
   e2e_prepare v2 safe "$1"
-  e2e_drain_scenario "drain-rollout-$1" zero-downtime v2 v3 "$1"
+  e2e_drain_scenario deploy "drain-rollout-$1" zero-downtime v2 v3 safe "$1" ""
+}
+
+scenario_drain_control() {
+  e2e_prepare v2 unsafe "$1"
+  e2e_drain_scenario drain "drain-control-$1" failures v2 v2 unsafe "$1" ""
+}
+
+# shellcheck disable=SC2034 # E2E_EXTRA_SETTINGS is read by e2e_deploy (scripts/lib/e2e.sh)
+scenario_drain_budget() {
+  local app="$1" budget="$2" node name="drain-budget-$2-$1" rc=0 others
+  e2e_prepare v2 safe "${app}"
+  node="$(e2e_drainable_node_of "${app}")"
+  [[ -n "${node}" ]] || die "${app}: no pod on a node other than node 1"
+  others="$(e2e_kubectl get nodes -o name | grep -vx "node/${node}")"
+  # shellcheck disable=SC2086 # node names, one word each
+  e2e_kubectl cordon ${others} >/dev/null
+  E2E_EXTRA_SETTINGS=(--set replicas=3 --set "podDisruptionBudget.maxUnavailable=${budget}")
+  log "packing three ${app} pods onto ${node} (budget maxUnavailable ${budget})"
+  e2e_deploy v3 safe --no-verify "${app}" || rc=$?
+  ((rc == 0)) && { e2e_wait_rollout "${app}" || rc=$?; }
+  ((rc == 0)) && e2e_wait_settled "${app}"
+  # shellcheck disable=SC2086
+  e2e_kubectl uncordon ${others} >/dev/null
+  ((rc == 0)) || { E2E_EXTRA_SETTINGS=(); return "${rc}"; }
+  E2E_DEPLOYED[${app}]="v3 packed"
+  e2e_drain_scenario drain "${name}" drained v3 v3 safe "${app}" "${node}" || rc=$?
+  E2E_EXTRA_SETTINGS=()
+  if ((budget == 1)); then
+    return "${rc}"
+  fi
+  # The control: the verdict must have failed, on the budget.
+  if ((rc != 0)) && jq -e '.findings | any(test("healthy pods during the drain"))' \
+    "${E2E_OUT}/${name}/verdict.json" >/dev/null 2>&1; then
+    log "scenario ${name}: the verdict found the budget broken, as a control must"
+    return 0
+  fi
+  err "scenario ${name}: maxUnavailable ${budget} did not break the budget's check; it proves nothing"
+  return 1
 }
