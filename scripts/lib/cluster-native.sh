@@ -432,6 +432,7 @@ evictionHard:
 serializeImagePulls: false
 # Without CAP_SYS_RESOURCE the kubelet cannot lower its own OOM score either.
 oomScoreAdj: 0
+${CLUSTER_NODE_LEASE_SECONDS:+nodeLeaseDurationSeconds: ${CLUSTER_NODE_LEASE_SECONDS}}
 EOF
 }
 
@@ -629,7 +630,9 @@ start_controllers() {
     --service-account-private-key-file="${PKI_DIR}/sa.key" --root-ca-file="${PKI_DIR}/ca.crt" \
     --cluster-signing-cert-file="${PKI_DIR}/ca.crt" --cluster-signing-key-file="${PKI_DIR}/ca.key" \
     --service-cluster-ip-range="${SERVICE_CIDR}" --cluster-cidr="${CLUSTER_POD_CIDR}" \
-    --allocate-node-cidrs=false --profiling=false
+    --allocate-node-cidrs=false --profiling=false \
+    ${CLUSTER_NODE_MONITOR_GRACE_PERIOD:+--node-monitor-grace-period="${CLUSTER_NODE_MONITOR_GRACE_PERIOD}"} \
+    ${CLUSTER_NODE_MONITOR_GRACE_PERIOD:+--node-monitor-period=2s}
   start_daemon kube-scheduler "${KUBE_BIN_DIR}/kube-scheduler" \
     --kubeconfig="${CONFIG_DIR}/scheduler.kubeconfig" \
     --authentication-kubeconfig="${CONFIG_DIR}/scheduler.kubeconfig" \

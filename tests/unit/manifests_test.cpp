@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "deployapps/errors.hpp"
 #include "deployapps/manifests.hpp"
@@ -227,6 +229,29 @@ TEST_CASE("each revision's pods spread hard over nodes; production needs two nod
   auto production = spread_of();
   CHECK(production["whenUnsatisfiable"] == "DoNotSchedule");
   CHECK(production["minDomains"] == 2);
+}
+
+TEST_CASE("a lost node's pods are replaced after 30 s, not Kubernetes' 300 s", "[manifests]") {
+  const FixtureRepo repo;
+  auto request = request_for("node-app");
+  const auto tolerations_of = [&] {
+    const auto rendered = render_app(Repository(repo.root()), request);
+    const auto& pod_spec = object_of_kind(rendered, "Deployment")["spec"]["template"]["spec"];
+    return pod_spec.value("tolerations", json::array());
+  };
+  const auto tolerations = tolerations_of();
+  REQUIRE(tolerations.size() == 2);
+  std::vector<std::string> keys;
+  for (const auto& toleration : tolerations) {
+    keys.push_back(toleration["key"]);
+    CHECK(toleration["operator"] == "Exists");
+    CHECK(toleration["effect"] == "NoExecute");
+    CHECK(toleration["tolerationSeconds"] == 30);
+  }
+  CHECK(keys == std::vector<std::string>{"node.kubernetes.io/unreachable",
+                                         "node.kubernetes.io/not-ready"});
+  request.overrides.push_back(deployapps::parse_value_override("nodeLoss.tolerationSeconds=10"));
+  CHECK(tolerations_of()[0]["tolerationSeconds"] == 10);
 }
 
 TEST_CASE("production needs a registry and a domain, and gives each app its own host",
