@@ -16,7 +16,9 @@
 #   kubelet 10250, healthz 10248           kube-proxy metrics 10249, healthz 10256
 #   containerd: CLUSTER_DIR/containerd/containerd.sock (separate from dockerd's containerd)
 #   Traefik (in-cluster, hostNetwork): web 8088 (Ingresses and the Gateway), ping/metrics 8089
-# Node "127.0.0.1" (so apiserver→kubelet stays on loopback); no cluster DNS.
+# Node "127.0.0.1" (so apiserver→kubelet stays on loopback); no cluster DNS. Extra nodes
+# ("up --nodes N"): scripts/lib/cluster-nodes.sh (namespaces deploy-apps-node-K, bridge da-nodes,
+# FORWARD rules for it, cgroups deploy-apps-node-K; "down" removes them).
 # Networks: pods 10.88.0.0/16 on bridge cni0, Services 10.96.0.0/16 (kube-proxy, iptables mode).
 # Outside CLUSTER_DIR: /var/log/containers and /run/containerd (removed by "down" when "up" created
 # them and they are empty), iptables chains KUBE-*/CNI-*, cgroups */kubepods, netns cni-*.
