@@ -248,8 +248,8 @@ TEST_CASE("a lost node's pods are replaced after 30 s, not Kubernetes' 300 s", "
     CHECK(toleration["effect"] == "NoExecute");
     CHECK(toleration["tolerationSeconds"] == 30);
   }
-  CHECK(keys == std::vector<std::string>{"node.kubernetes.io/unreachable",
-                                         "node.kubernetes.io/not-ready"});
+  CHECK(keys ==
+        std::vector<std::string>{"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"});
   request.overrides.push_back(deployapps::parse_value_override("nodeLoss.tolerationSeconds=10"));
   CHECK(tolerations_of()[0]["tolerationSeconds"] == 10);
 }
