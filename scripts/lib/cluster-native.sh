@@ -390,6 +390,28 @@ write_cni_config() {
 EOF
 }
 
+# The registry's storage, served on ADDRESS; read-only for a second server of the same storage.
+# Arguments: config file, address, read-write or read-only.
+write_registry_config() {
+  local file="$1" address="$2" mode="$3" storage_mode
+  case "${mode}" in
+    read-write) storage_mode=$'  delete:\n    enabled: true' ;;
+    read-only) storage_mode=$'  maintenance:\n    readonly:\n      enabled: true' ;;
+    *) die "write_registry_config: unknown mode ${mode}" ;;
+  esac
+  write_file "${file}" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: ${CLUSTER_DIR}/registry
+${storage_mode}
+http:
+  addr: ${address}
+EOF
+}
+
 # Arguments: config file, listen address, containerd socket, serving certificate name (in
 # PKI_DIR), pod logs dir, cgroup root ("" keeps the kubelet's default, "/").
 write_kubelet_config() {
@@ -467,18 +489,7 @@ write_configs() {
   write_containerd_config "${CONFIG_DIR}/containerd.toml" "${CONTAINERD_DIR}" "${CNI_DIR}/net.d"
   write_registry_hosts "${CONTAINERD_DIR}" "http://${REGISTRY_ADDRESS}"
   write_cni_config "${CNI_DIR}/net.d/10-deploy-apps.conflist" "${POD_CIDR}" "${CNI_DIR}/ipam"
-  write_file "${CONFIG_DIR}/registry.yaml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: ${CLUSTER_DIR}/registry
-  delete:
-    enabled: true
-http:
-  addr: ${REGISTRY_ADDRESS}
-EOF
+  write_registry_config "${CONFIG_DIR}/registry.yaml" "${REGISTRY_ADDRESS}" read-write
   write_kubelet_config "${CONFIG_DIR}/kubelet.yaml" 127.0.0.1 "${CONTAINERD_SOCKET}" \
     kubelet-serving "${POD_LOGS_DIR}" ""
   write_kube_proxy_config "${CONFIG_DIR}/kube-proxy.yaml" "${CONFIG_DIR}/kube-proxy.kubeconfig" \

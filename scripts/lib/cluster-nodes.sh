@@ -226,19 +226,7 @@ nodes_up() {
 # A second server of the registry's storage on the bridge, for the extra nodes' pulls (node 1
 # and the deployer's pushes keep using loopback).
 write_nodes_registry_config() {
-  write_file "${CONFIG_DIR}/registry-nodes.yaml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: ${CLUSTER_DIR}/registry
-  maintenance:
-    readonly:
-      enabled: true
-http:
-  addr: ${NODES_REGISTRY_ADDRESS}
-EOF
+  write_registry_config "${CONFIG_DIR}/registry-nodes.yaml" "${NODES_REGISTRY_ADDRESS}" read-only
 }
 
 # ---------------------------------------------------------------------------------------------
