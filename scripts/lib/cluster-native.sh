@@ -525,14 +525,17 @@ scratch_image_archive() {
   printf '%s\n' "${archive}"
 }
 
+# ctr in the k8s.io namespace of node 1's containerd, or of CTR_SOCKET's (another node's).
 ctr_k8s() {
-  ctr --address "${CONTAINERD_SOCKET}" --namespace k8s.io "$@"
+  ctr --address "${CTR_SOCKET:-${CONTAINERD_SOCKET}}" --namespace k8s.io "$@"
 }
 
-# Imports an image archive into the cluster's containerd unless the image is there.
-# Arguments: image ref, binary.
+# Imports an image archive into a node's containerd unless the image is there.
+# Arguments: image ref, binary, containerd socket (default node 1's).
 import_scratch_image() {
   local ref="$1" binary="$2"
+  # shellcheck disable=SC2034 # read by ctr_k8s
+  local CTR_SOCKET="${3:-${CONTAINERD_SOCKET}}"
   [[ -n "$(ctr_k8s images ls -q "name==${ref}")" ]] && return 0
   # --digests with --base-name also records NAME@sha256:..., so pods can pin it by digest.
   ctr_k8s images import --base-name "${ref%:*}" --digests \
@@ -665,8 +668,9 @@ apiserver_ready() {
     --key "${PKI_DIR}/admin.key" "https://127.0.0.1:${APISERVER_PORT}/readyz"
 }
 
+# Arguments: node name (default node 1's).
 node_ready() {
-  [[ "$(kubectl_local get node "${NODE_NAME}" \
+  [[ "$(kubectl_local get node "${1:-${NODE_NAME}}" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
 }
 

@@ -166,12 +166,6 @@ start_daemon_in() {
   start_daemon "$@"
 }
 
-node_ctr() {
-  local k="$1"
-  shift
-  ctr --address "$(node_dir "${k}")/containerd/containerd.sock" --namespace k8s.io "$@"
-}
-
 # Starts node K (idempotent) and waits until it is Ready.
 node_up() {
   local k="$1" ip dir
@@ -186,21 +180,13 @@ node_up() {
     --config "${dir}/containerd.toml"
   wait_for "node ${ip}: containerd" 30 "containerd-node-${k}" test -S "${dir}/containerd/containerd.sock"
   # Only the pause image: every other image comes from the registry.
-  if [[ -z "$(node_ctr "${k}" images ls -q "name==${PAUSE_IMAGE}")" ]]; then
-    node_ctr "${k}" images import --base-name "${PAUSE_IMAGE%:*}" --digests \
-      "$(scratch_image_archive "${PAUSE_IMAGE}" "$(build_pause_binary)")" >/dev/null
-  fi
+  import_scratch_image "${PAUSE_IMAGE}" "$(build_pause_binary)" "${dir}/containerd/containerd.sock"
   start_daemon_in "${ns}" "kubelet-node-${k}" "${KUBE_BIN_DIR}/kubelet" \
     --config="${dir}/kubelet.yaml" --kubeconfig="${dir}/kubelet.kubeconfig" \
     --hostname-override="${ip}" --node-ip="${ip}" --root-dir="${dir}/kubelet"
   start_daemon_in "${ns}" "kube-proxy-node-${k}" "${KUBE_BIN_DIR}/kube-proxy" \
     --config="${dir}/kube-proxy.yaml"
-  wait_for "node ${ip} Ready" 180 "kubelet-node-${k}" node_named_ready "${ip}"
-}
-
-node_named_ready() {
-  [[ "$(kubectl_local get node "$1" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]
+  wait_for "node ${ip} Ready" 180 "kubelet-node-${k}" node_ready "${ip}"
 }
 
 # Brings the cluster to COUNT nodes (node 1 is already up). Fewer than exist is refused: a node
