@@ -96,18 +96,18 @@ CertificateCheck drain_check(const RolloutReport& rollout, const CertificateEvid
       ++measured;
       smallest = std::min(smallest, margin->get<double>());
     }
-    if (const auto prestop = timeline.find("preStopNeededSeconds");
-        prestop != timeline.end() && prestop->is_number()) {
-      needed = std::max(needed, prestop->get<double>());
+    if (const auto pause = timeline.find("pauseNeededSeconds");
+        pause != timeline.end() && pause->is_number()) {
+      needed = std::max(needed, pause->get<double>());
     }
-    configured = timeline.value("preStopConfiguredSeconds", configured);
+    configured = timeline.value("pauseConfiguredSeconds", configured);
   }
   check.status = failed > 0 ? CheckStatus::kFailed : CheckStatus::kPassed;
   check.detail =
       fmt::format("{} old pods, {} margins measured", rollout.drain_timelines.size(), measured);
   if (measured > 0) {
     check.detail +=
-        fmt::format(", smallest {:.3f} s; preStop needed up to {:.3f} s of {:.0f} s configured",
+        fmt::format(", smallest {:.3f} s; drain pause needed up to {:.3f} s of {:.0f} s configured",
                     smallest, needed, configured);
   }
   if (failed > 0) {

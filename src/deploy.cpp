@@ -186,7 +186,7 @@ TargetOptions target_options(const DeployOptions& options, const ProcessEnvironm
 
 namespace {
 
-// What the drain-race timeline watches for one app (its preStop sleep is the live one's).
+// What the drain-race timeline watches for one app (its drain pause is the live one's).
 DrainTimelineSettings drain_timeline_settings(const RenderedApp& app, const json& deployment,
                                               const std::optional<IngressCheckSettings>& ingress) {
   DrainTimelineSettings settings;

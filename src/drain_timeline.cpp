@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -138,7 +139,7 @@ std::vector<std::string> traefik_server_hosts(const json& services, std::string_
   return hosts;
 }
 
-DrainJudgement judge_drain(const PodDrain& pod, Duration configured_prestop) {
+DrainJudgement judge_drain(const PodDrain& pod, DrainPause configured) {
   DrainJudgement judgement;
   for (const auto& [slice, left] : pod.slices_left) {
     judgement.routers_stopped = std::max(judgement.routers_stopped.value_or(left), left);
@@ -148,11 +149,11 @@ DrainJudgement judge_drain(const PodDrain& pod, Duration configured_prestop) {
         std::max(judgement.routers_stopped.value_or(*pod.ingress_left), *pod.ingress_left);
   }
   if (pod.log.signal) {
-    judgement.prestop_start = *pod.log.signal - configured_prestop;
+    judgement.pause_start = *pod.log.signal - configured.prestop_sleep;
   }
   judgement.margin = between(judgement.routers_stopped, pod.log.stopped_accepting);
   judgement.propagation = between(pod.deletion_seen, judgement.routers_stopped);
-  judgement.prestop_needed = between(judgement.prestop_start, judgement.routers_stopped);
+  judgement.pause_needed = between(judgement.pause_start, judgement.routers_stopped);
   judgement.failed = judgement.margin && judgement.margin->count() < 0;
   std::string routers = fmt::format("{} EndpointSlice(s)", pod.slices_left.size());
   if (pod.ingress_left) {
@@ -162,18 +163,18 @@ DrainJudgement judge_drain(const PodDrain& pod, Duration configured_prestop) {
   }
   judgement.summary = fmt::format(
       "{}: no router sent to it {} after its deletion was seen ({}); it stopped accepting {} "
-      "after that{}; preStop sleep needed {}, configured {}{}",
+      "after that{}; drain pause needed {}, configured {}{}",
       pod.pod, format_signed(judgement.propagation), routers, format_signed(judgement.margin),
       judgement.failed ? " (NEGATIVE: new connections could reach a closed listener)" : "",
-      judgement.prestop_needed && judgement.prestop_needed->count() <= 0
+      judgement.pause_needed && judgement.pause_needed->count() <= 0
           ? std::string("none (they let go before SIGTERM)")
-          : format_signed(judgement.prestop_needed),
-      format_duration(configured_prestop),
+          : format_signed(judgement.pause_needed),
+      format_duration(configured.total()),
       pod.log_error.empty() ? std::string() : "; its log: " + pod.log_error);
   return judgement;
 }
 
-json drain_json(const PodDrain& pod, const DrainJudgement& judgement, Duration configured_prestop) {
+json drain_json(const PodDrain& pod, const DrainJudgement& judgement, DrainPause configured) {
   const auto moment = [&](const std::optional<WallTime>& when) -> json {
     if (!when) {
       return nullptr;
@@ -194,7 +195,7 @@ json drain_json(const PodDrain& pod, const DrainJudgement& judgement, Duration c
   return {{"pod", pod.pod},
           {"ip", pod.ip},
           {"deletionSeen", moment(pod.deletion_seen)},
-          {"preStopStart", moment(judgement.prestop_start)},
+          {"pauseStart", moment(judgement.pause_start)},
           {"leftEndpointSlices", slices},
           {"leftIngress", moment(pod.ingress_left)},
           {"ingressListedIt", pod.ingress_listed},
@@ -209,15 +210,30 @@ json drain_json(const PodDrain& pod, const DrainJudgement& judgement, Duration c
           {"logError", pod.log_error},
           {"propagationSeconds", seconds(judgement.propagation)},
           {"marginSeconds", seconds(judgement.margin)},
-          {"preStopNeededSeconds", seconds(judgement.prestop_needed)},
-          {"preStopConfiguredSeconds", seconds(configured_prestop)},
+          {"pauseNeededSeconds", seconds(judgement.pause_needed)},
+          {"pauseConfiguredSeconds", seconds(configured.total())},
+          {"preStopSleepSeconds", seconds(configured.prestop_sleep)},
+          {"appDelaySeconds", seconds(configured.app_delay)},
           {"failed", judgement.failed}};
 }
 
-Duration prestop_sleep_of(const json& pod_template) {
-  const auto seconds = pod_template.value(
-      json_pointer("/spec/containers/0/lifecycle/preStop/sleep/seconds"), std::int64_t{0});
-  return std::chrono::seconds(seconds);
+DrainPause drain_pause_of(const json& pod_template) {
+  DrainPause pause;
+  pause.prestop_sleep = std::chrono::seconds(pod_template.value(
+      json_pointer("/spec/containers/0/lifecycle/preStop/sleep/seconds"), std::int64_t{0}));
+  const auto env = pod_template.value(json_pointer("/spec/containers/0/env"), json::array());
+  for (const auto& variable : env) {
+    if (variable.value("name", "") != "SHUTDOWN_DELAY_SECONDS") {
+      continue;
+    }
+    const auto text = variable.value("value", "");
+    std::int64_t seconds = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (error == std::errc() && end == text.data() + text.size() && seconds > 0) {
+      pause.app_delay = std::chrono::seconds(seconds);
+    }
+  }
+  return pause;
 }
 
 std::string match_labels_selector(const json& deployment) {
@@ -291,13 +307,13 @@ class DrainTimelineRecorder::Impl {
       if (!pod.deletion_seen) {
         continue;  // not replaced (a rollback kept it)
       }
-      const auto judgement = judge_drain(pod, settings_.configured_prestop);
+      const auto judgement = judge_drain(pod, settings_.configured_pause);
       if (judgement.failed && !outcome.failed) {
         outcome.failed = true;
         outcome.failure = judgement.summary;
       }
       outcome.lines.push_back(judgement.summary);
-      outcome.timelines.push_back(drain_json(pod, judgement, settings_.configured_prestop));
+      outcome.timelines.push_back(drain_json(pod, judgement, settings_.configured_pause));
       // The pod's name ends in a 5-character suffix: enough to tell two old pods apart.
       const auto short_name = name.size() > 5 ? name.substr(name.size() - 5) : name;
       if (judgement.routers_stopped) {

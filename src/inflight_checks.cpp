@@ -72,9 +72,9 @@ void InFlightChecks::start_drain_timeline(const RestConfig& config,
   recorder->start(deadline);
   drain_ = std::move(recorder);
   console_.line(app_, fmt::format("in-flight checks: the old pods' drain race (EndpointSlices{}, "
-                                  "their logs; preStop sleep {})",
+                                  "their logs; drain pause {})",
                                   settings.ingress_api_url.empty() ? "" : ", the ingress's API",
-                                  format_duration(settings.configured_prestop)));
+                                  format_duration(settings.configured_pause.total())));
 }
 
 std::size_t InFlightChecks::failure_count() const {

@@ -325,10 +325,13 @@ void add_builtins(nlohmann::json& values, const RenderRequest& request) {
       request.image_digest ? fmt::format("{}/{}@{}", registry, image_name, *request.image_digest)
                            : fmt::format("{}/{}:{}", registry, image_name, request.tag);
 
-  // The grace period is the sum of the shutdown timeline; see manifests/values.yaml.
-  const auto grace = require_int(values, "shutdown.preStopSleepSeconds") +
-                     require_int(values, "shutdown.appShutdownTimeoutSeconds") +
+  // The grace period is the sum of the shutdown timeline; see manifests/values.yaml. The app's
+  // own timeout counts from SIGTERM, so it includes its delay.
+  const auto app_timeout = require_int(values, "shutdown.drainDelaySeconds") +
+                           require_int(values, "shutdown.appShutdownTimeoutSeconds");
+  const auto grace = require_int(values, "shutdown.preStopSleepSeconds") + app_timeout +
                      require_int(values, "shutdown.marginSeconds");
+  values["shutdown"]["appTimeoutFromSignalSeconds"] = app_timeout;
   values["shutdown"]["terminationGracePeriodSeconds"] = grace;
 
   const nlohmann::json selector = {{"app.kubernetes.io/name", request.app},

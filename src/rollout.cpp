@@ -203,7 +203,7 @@ class AppRollout::Impl {
     if (checks_.failure_count() == 0) {
       if (settings_.drain && pre_apply_.template_changed) {
         auto drain = *settings_.drain;
-        drain.configured_prestop = prestop_sleep_of(pod_template_of(*live));
+        drain.configured_pause = drain_pause_of(pod_template_of(*live));
         try {
           checks_.start_drain_timeline(config_, drain, budget_.overall, budget_.rollout);
         } catch (const Error&) {

@@ -11,12 +11,14 @@
 //     connections it has); polled every kDrainIngressPollInterval, so up to that late;
 //   - SIGTERM, stopped accepting, last response, drained, exit: the app's own log lines
 //     (apps/README.md's shutdown timeline), read from the pod's log as it drains;
-//   - preStop start: SIGTERM minus the configured preStop sleep (the kubelet sends SIGTERM when
+//   - pause start: SIGTERM minus the configured preStop sleep (the kubelet sends SIGTERM when
 //     the sleep ends; the API shows no event for its start).
+// The drain pause is how long an old pod keeps accepting after its deletion: the kubelet's preStop
+// sleep before SIGTERM plus the app's own SHUTDOWN_DELAY_SECONDS after it (apps/README.md).
 // The propagation margin is "stopped accepting" minus "no router sends to it" (the later of the
 // slices and the ingress). Negative: a router could still send a new connection to a closed
-// listener, so the check fails. The preStop sleep the measured propagation needs is "no router
-// sends to it" minus the preStop start.
+// listener, so the check fails. The pause the measured propagation needs is "no router sends to
+// it" minus the pause start.
 //
 // The judge and the parsers are pure; DrainTimelineRecorder is the shell that watches and reads.
 #pragma once
@@ -73,23 +75,31 @@ struct PodDrain {
   std::optional<int> exit_code;
 };
 
+// An old pod's configured drain pause, in its two parts.
+struct DrainPause {
+  Duration prestop_sleep{};  // the kubelet's, before SIGTERM
+  Duration app_delay{};      // the app's SHUTDOWN_DELAY_SECONDS, after SIGTERM
+  [[nodiscard]] Duration total() const { return prestop_sleep + app_delay; }
+};
+
 struct DrainJudgement {
   std::optional<WallTime> routers_stopped;  // the last of slices_left and ingress_left
-  std::optional<WallTime> prestop_start;    // derived: SIGTERM - configured preStop sleep
+  std::optional<WallTime> pause_start;      // derived: SIGTERM - configured preStop sleep
   std::optional<Duration> margin;           // stopped accepting - routers_stopped
   std::optional<Duration> propagation;      // routers_stopped - deletion seen
-  std::optional<Duration> prestop_needed;   // routers_stopped - preStop start
+  std::optional<Duration> pause_needed;     // routers_stopped - pause start
   bool failed = false;                      // margin < 0
   std::string summary;                      // for people, one line
 };
 
-[[nodiscard]] DrainJudgement judge_drain(const PodDrain& pod, Duration configured_prestop);
+[[nodiscard]] DrainJudgement judge_drain(const PodDrain& pod, DrainPause configured);
 // The pod's timeline for the report: each moment as RFC 3339 and as seconds after the deletion.
 [[nodiscard]] nlohmann::json drain_json(const PodDrain& pod, const DrainJudgement& judgement,
-                                        Duration configured_prestop);
+                                        DrainPause configured);
 
-// The preStop sleep of the first container of a pod template; 0 when it has none.
-[[nodiscard]] Duration prestop_sleep_of(const nlohmann::json& pod_template);
+// The drain pause of the first container of a pod template: its preStop sleep and its
+// SHUTDOWN_DELAY_SECONDS (each 0 when absent or not a plain number).
+[[nodiscard]] DrainPause drain_pause_of(const nlohmann::json& pod_template);
 
 // "k=v,k2=v2" from a Deployment's spec.selector.matchLabels.
 [[nodiscard]] std::string match_labels_selector(const nlohmann::json& deployment);
@@ -105,7 +115,8 @@ struct DrainTimelineSettings {
   std::string container;     // whose log tells the shutdown timeline
   // Traefik's API, e.g. http://127.0.0.1:8089/api/http/services; "" when there is none.
   std::string ingress_api_url;
-  Duration configured_prestop{};  // the old pods' preStop sleep
+  DrainPause configured_pause;  // the old pods'
+
 };
 
 struct DrainOutcome {

@@ -52,7 +52,7 @@ struct RolloutSettings {
   // The real-traffic check (issue 17): unset when no ingress metrics URL is known or --no-verify.
   std::optional<IngressCheckSettings> ingress;
   // The drain-race timeline of the old pods (drain_timeline.hpp): unset with --no-verify or
-  // --no-wait. Its preStop sleep is read from the live Deployment before the apply.
+  // --no-wait. Its drain pause is read from the live Deployment before the apply.
   std::optional<DrainTimelineSettings> drain;
   std::filesystem::path report_dir;  // the probe's report.json and timeline.png go here
   Duration probe_warmup = std::chrono::seconds(2);  // traffic before the change is applied

@@ -30,12 +30,14 @@ readonly E2E_STREAM_SECONDS="${E2E_STREAM_SECONDS:-20}"
 readonly E2E_STEADY_SECONDS="${E2E_STEADY_SECONDS:-4}"
 readonly E2E_TIMEOUT_SECONDS="${E2E_TIMEOUT_SECONDS:-180}"
 readonly E2E_MIN_REQUESTS="${E2E_MIN_REQUESTS:-1000}"
-# The safeguards the control run removes: no preStop pause, the app dies on SIGTERM without
-# draining, and the Deployment may take a serving pod away before its replacement is ready.
-# The short shutdown timeout only bounds how long a control pod lingers (its grace period becomes
-# 0 + 5 + 5 s): an app that is PID 1 may outlive the SIGTERM it re-raises.
+# The safeguards the control run removes: no drain pause (neither the kubelet's preStop sleep nor
+# the app's delay), the app dies on SIGTERM without draining, and the Deployment may take a
+# serving pod away before its replacement is ready. The short shutdown timeout only bounds how
+# long a control pod lingers (its grace period becomes 0 + 0 + 5 + 5 s): an app that is PID 1 may
+# outlive the SIGTERM it re-raises.
 readonly E2E_UNSAFE_SETTINGS=(
   --set shutdown.preStopSleepSeconds=0
+  --set shutdown.drainDelaySeconds=0
   --set shutdown.mode=immediate
   --set rollout.maxUnavailable=1
   --set shutdown.appShutdownTimeoutSeconds=5

@@ -7,17 +7,18 @@ Per run: failed requests (all probes), p99 during the rollout / steady state (wo
 rollout time (the deploy-apps call, until every old pod has exited) / its floor.
 
 The floor is the least a rollout of this Deployment can take under this load:
-  steps x (start + ready + minReadySeconds)  +  preStop sleep  +  longest request
+  steps x (start + ready + minReadySeconds)  +  drain pause  +  longest request
 - steps = ceil(replicas / (maxSurge + maxUnavailable)): each step starts that many new pods at once,
   and the next step waits until they are available;
 - start + ready: each new pod's creation-to-Ready time (Kubernetes timestamps, 1 s resolution),
   averaged over the run;
 - the old pods drain in parallel with the next steps, except the last step's: it is deleted when the
-  rollout completes, holds its preStop sleep, and cannot exit before the longest request it may hold
-  (the load's streams or long sleeps) has ended.
+  rollout completes, keeps accepting for its drain pause (the kubelet's preStop sleep plus the app's
+  SHUTDOWN_DELAY_SECONDS), and cannot exit before the longest request it may hold (the load's
+  streams or long sleeps) has ended.
 Not in the floor: the deployer's own work (its probe's warm-up before the apply, the API calls, the
 checks at the end) and a request a keep-alive client sends to an old pod on a connection whose
-previous response began before the drain (served in full: see apps/README.md).
+previous response began before the pod's deletion (served in full: see apps/README.md).
 """
 
 import argparse
@@ -55,19 +56,21 @@ class Floor:
         self.steps = math.ceil(self.replicas / max(1, self.surge + unavailable))
         self.min_ready = float(spec.get("minReadySeconds", 0))
         container = spec["template"]["spec"]["containers"][0]
-        self.pre_stop = float(
-            container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0))
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        app_delay = next((variable.get("value", "0") for variable in container.get("env", [])
+                          if variable.get("name") == "SHUTDOWN_DELAY_SECONDS"), "0")
+        self.pause = float(pre_stop) + (float(app_delay) if app_delay.isdigit() else 0.0)
         self.longest_request = longest_request
 
     def seconds(self, ready):
         if not ready:
             return None
-        return (self.steps * (statistics.mean(ready) + self.min_ready) + self.pre_stop
+        return (self.steps * (statistics.mean(ready) + self.min_ready) + self.pause
                 + self.longest_request)
 
     def describe(self):
         return (f"floor = {self.steps} step(s) (replicas {self.replicas}, maxSurge {self.surge}) x "
-                f"(start + ready + minReady {self.min_ready:g} s) + preStop {self.pre_stop:g} s + "
+                f"(start + ready + minReady {self.min_ready:g} s) + drain pause {self.pause:g} s + "
                 f"longest request {self.longest_request:g} s")
 
 

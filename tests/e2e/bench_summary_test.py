@@ -12,10 +12,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench_summary  # noqa: E402  (the module under test, next to this file)
 
 
-def deployment(replicas=2, surge=1, unavailable=0, min_ready=5, pre_stop=10):
+def deployment(replicas=2, surge=1, unavailable=0, min_ready=5, pre_stop=10, app_delay=None):
     container = {"name": "app"}
     if pre_stop is not None:
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
+    if app_delay is not None:
+        container["env"] = [{"name": "PORT", "value": "8080"},
+                            {"name": "SHUTDOWN_DELAY_SECONDS", "value": app_delay}]
     return {"spec": {"replicas": replicas, "minReadySeconds": min_ready,
                      "strategy": {"rollingUpdate": {"maxSurge": surge,
                                                     "maxUnavailable": unavailable}},
@@ -27,6 +30,12 @@ class FloorTest(unittest.TestCase):
         floor = bench_summary.Floor(deployment(), longest_request=20)
         # 2 steps of (2 s to Ready + 5 s minReady), then preStop 10 s and a 20 s request.
         self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 10 + 20)
+
+    def test_the_pause_is_the_prestop_sleep_plus_the_apps_delay(self):
+        floor = bench_summary.Floor(deployment(pre_stop=0, app_delay="10"), longest_request=20)
+        self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 10 + 20)
+        self.assertEqual(bench_summary.Floor(deployment(pre_stop=3, app_delay="7"), 20).pause, 10)
+        self.assertEqual(bench_summary.Floor(deployment(pre_stop=None, app_delay="x"), 20).pause, 0)
 
     def test_a_larger_surge_takes_fewer_steps(self):
         self.assertEqual(bench_summary.Floor(deployment(surge=2), 20).seconds([2.0, 2.0]), 37)

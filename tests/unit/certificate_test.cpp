@@ -32,8 +32,8 @@ RolloutReport clean_rollout() {
     rollout.old_pods.push_back({pod, 0, "Completed"});
     rollout.drain_timelines.push_back({{"pod", pod},
                                        {"marginSeconds", 8.5},
-                                       {"preStopNeededSeconds", 1.25},
-                                       {"preStopConfiguredSeconds", 10.0},
+                                       {"pauseNeededSeconds", 1.25},
+                                       {"pauseConfiguredSeconds", 10.0},
                                        {"failed", false}});
   }
   return rollout;
@@ -131,7 +131,7 @@ TEST_CASE("certificate: each check fails on its own evidence", "[certificate]") 
     const auto checks = certificate_checks(rollout, clean_evidence());
     CHECK(checks[3].status == CheckStatus::kFailed);
     CHECK_THAT(checks[3].detail, Catch::Contains("smallest -0.134 s") &&
-                                     Catch::Contains("preStop needed up to 1.250 s of 10 s"));
+                                     Catch::Contains("drain pause needed up to 1.250 s of 10 s"));
   }
   SECTION("an old pod cut off") {
     auto rollout = clean_rollout();

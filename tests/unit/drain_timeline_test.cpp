@@ -22,8 +22,8 @@ deployapps::WallTime at(const char* text) {
   return parse_rfc3339(text);
 }
 
-// A pod that drained as the manifests intend: routers stop 1.5 s after the deletion, SIGTERM
-// comes 10 s after the preStop began, and the app closes its listener at once.
+// A pod that drained with a kubelet's preStop sleep: routers stop 1.5 s after the deletion,
+// SIGTERM comes 10 s after the preStop began, and the app closes its listener at once.
 PodDrain drained_pod() {
   PodDrain pod;
   pod.pod = "go-app-7f9c-abcde";
@@ -114,29 +114,40 @@ TEST_CASE("Traefik's servers for one Service that take new requests (not fenced 
         "http://127.0.0.1:8089/api/http/services");
 }
 
-TEST_CASE("the drain judge measures the propagation margin and the preStop sleep it needs",
+TEST_CASE("the drain judge measures the propagation margin and the drain pause it needs",
           "[drain]") {
-  const auto configured = seconds(10);
+  const deployapps::DrainPause configured{seconds(10), seconds(0)};
   SECTION("routers stop long before the listener closes: passes") {
     const DrainJudgement judgement = judge_drain(drained_pod(), configured);
     CHECK_FALSE(judgement.failed);
     CHECK(judgement.routers_stopped == at("2026-12-06T10:00:01.500Z"));
     CHECK(judgement.propagation == milliseconds(1500));
     CHECK(judgement.margin == milliseconds(8602));
-    CHECK(judgement.prestop_start == at("2026-12-06T10:00:00.100Z"));
-    CHECK(judgement.prestop_needed == milliseconds(1400));
+    CHECK(judgement.pause_start == at("2026-12-06T10:00:00.100Z"));
+    CHECK(judgement.pause_needed == milliseconds(1400));
     CHECK_THAT(judgement.summary, Catch::Contains("1.5s after its deletion was seen") &&
-                                      Catch::Contains("preStop sleep needed 1.4s, configured 10s"));
+                                      Catch::Contains("drain pause needed 1.4s, configured 10s"));
+  }
+  SECTION("the app's own delay: SIGTERM at the deletion, the listener closed 10 s later: passes") {
+    auto pod = drained_pod();
+    pod.log.signal = at("2026-12-06T10:00:00.080Z");
+    pod.log.stopped_accepting = at("2026-12-06T10:00:10.082Z");
+    const DrainJudgement judgement = judge_drain(pod, {seconds(0), seconds(10)});
+    CHECK_FALSE(judgement.failed);
+    CHECK(judgement.margin == milliseconds(8582));
+    CHECK(judgement.pause_start == at("2026-12-06T10:00:00.080Z"));
+    CHECK(judgement.pause_needed == milliseconds(1420));
+    CHECK_THAT(judgement.summary, Catch::Contains("drain pause needed 1.4s, configured 10s"));
   }
   SECTION("the listener closes before the ingress stops routing: fails") {
     auto pod = drained_pod();
     // No preStop sleep: SIGTERM right after the deletion, the ingress 1.4 s later.
     pod.log.signal = at("2026-12-06T10:00:00.080Z");
     pod.log.stopped_accepting = at("2026-12-06T10:00:00.081Z");
-    const DrainJudgement judgement = judge_drain(pod, seconds(0));
+    const DrainJudgement judgement = judge_drain(pod, {});
     CHECK(judgement.failed);
     CHECK(judgement.margin == milliseconds(-1419));
-    CHECK(judgement.prestop_needed == milliseconds(1420));
+    CHECK(judgement.pause_needed == milliseconds(1420));
     CHECK_THAT(judgement.summary, Catch::Contains("NEGATIVE"));
   }
   SECTION("the later of the slices and the ingress is when no router sends to it") {
@@ -160,19 +171,30 @@ TEST_CASE("the drain judge measures the propagation margin and the preStop sleep
     CHECK(out.at("leftIngress").at("afterDeletionSeconds") == 1.5);
     CHECK(out.at("leftEndpointSlices").at("go-app-x1").at("at") == "2026-12-06T10:00:00.300Z");
     CHECK(out.at("marginSeconds") == 8.602);
-    CHECK(out.at("preStopConfiguredSeconds") == 10.0);
+    CHECK(out.at("pauseConfiguredSeconds") == 10.0);
+    CHECK(out.at("preStopSleepSeconds") == 10.0);
+    CHECK(out.at("appDelaySeconds") == 0.0);
     CHECK(out.at("exitCode") == 0);
     CHECK(out.at("lastResponse").is_null());
   }
 }
 
-TEST_CASE("the template's preStop sleep and the Deployment's selector", "[drain]") {
+TEST_CASE("the template's drain pause and the Deployment's selector", "[drain]") {
   const auto deployment = json::parse(R"({"spec": {
     "selector": {"matchLabels": {"app.kubernetes.io/name": "go-app", "tier": "web"}},
     "template": {"spec": {"containers": [{"name": "app",
-      "lifecycle": {"preStop": {"sleep": {"seconds": 10}}}}]}}}})");
-  CHECK(deployapps::prestop_sleep_of(deployment.at("spec").at("template")) == seconds(10));
-  CHECK(deployapps::prestop_sleep_of(json::parse(R"({"spec": {"containers": [{}]}})")) ==
+      "env": [{"name": "PORT", "value": "8080"}, {"name": "SHUTDOWN_DELAY_SECONDS", "value": "7"}],
+      "lifecycle": {"preStop": {"sleep": {"seconds": 3}}}}]}}}})");
+  const auto pause = deployapps::drain_pause_of(deployment.at("spec").at("template"));
+  CHECK(pause.prestop_sleep == seconds(3));
+  CHECK(pause.app_delay == seconds(7));
+  CHECK(pause.total() == seconds(10));
+  CHECK(deployapps::drain_pause_of(json::parse(R"({"spec": {"containers": [{}]}})")).total() ==
         seconds(0));
+  // A delay the deployer cannot read (from a ConfigMap, or not a number) counts as none.
+  CHECK(deployapps::drain_pause_of(json::parse(R"({"spec": {"containers": [{"env": [
+          {"name": "SHUTDOWN_DELAY_SECONDS", "value": "ten"},
+          {"name": "SHUTDOWN_DELAY_SECONDS", "valueFrom": {"configMapKeyRef": {}}}]}]}})"))
+            .app_delay == seconds(0));
   CHECK(deployapps::match_labels_selector(deployment) == "app.kubernetes.io/name=go-app,tier=web");
 }

@@ -102,11 +102,13 @@ TEST_CASE("the Deployment is set up for zero-downtime rollouts", "[manifests]") 
   CHECK(spec["minReadySeconds"].get<int>() > 0);
   CHECK(spec["progressDeadlineSeconds"].get<int>() <= 120);
   const auto& pod = spec["template"]["spec"];
-  // 10 s preStop + 125 s app shutdown timeout + 5 s margin.
+  // 0 s preStop + 10 s app delay + 125 s app shutdown timeout + 5 s margin.
   CHECK(pod["terminationGracePeriodSeconds"] == 140);
   const auto& container = container_of(deployment);
-  CHECK(container["lifecycle"]["preStop"]["sleep"]["seconds"] == 10);
-  CHECK(env_value(container, "SHUTDOWN_TIMEOUT_SECONDS") == "125");
+  CHECK(container["lifecycle"]["preStop"]["sleep"]["seconds"] == 0);
+  CHECK(env_value(container, "SHUTDOWN_DELAY_SECONDS") == "10");
+  // The app's timeout counts from SIGTERM: its delay, then the longest request + 5 s.
+  CHECK(env_value(container, "SHUTDOWN_TIMEOUT_SECONDS") == "135");
   CHECK(env_value(container, "APP_VERSION") == "v1");
   CHECK(env_value(container, "PORT") == "8080");
   CHECK(container["startupProbe"]["httpGet"]["path"] == "/healthz");

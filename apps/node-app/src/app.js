@@ -99,10 +99,11 @@ function buildApp (config, options = {}) {
     })
   })
 
-  // Decided when the header is written, not when the request arrived, so a long request accepted
-  // before the drain still tells its client not to reuse the connection.
+  // From the shutdown signal on (the delay included). Decided when the header is written, not when
+  // the request arrived, so a long request accepted before the signal still tells its client not
+  // to reuse the connection.
   app.addHook('onSend', async (request, reply) => {
-    if (lifecycle.closing) reply.header('connection', 'close')
+    if (!lifecycle.ready) reply.header('connection', 'close')
   })
 
   const metrics = createMetrics(APP_NAME, config.version)
@@ -207,15 +208,15 @@ function buildApp (config, options = {}) {
   })
 
   /**
-   * The shutdown timeline of apps/README.md after the signal: readiness 503 at once, serve
-   * normally for delayMs, then stop accepting and drain. Resolves when every connection closed.
+   * The shutdown timeline of apps/README.md after the signal: readiness 503 and Connection: close
+   * at once, keep accepting for delayMs, then stop accepting and drain. Resolves when every connection closed.
    * deadlineMs (epoch ms), when the shutdown timeout cuts what still runs, lets the drain refuse
    * requests that could not finish by then.
    */
   app.decorate('drain', async function drain (delayMs, deadlineMs) {
     lifecycle.deadline = deadlineMs
     lifecycle.ready = false
-    app.log.info({ delay_seconds: delayMs / 1000 }, 'shutdown: readiness is 503; serving normally until the delay ends')
+    app.log.info({ delay_seconds: delayMs / 1000 }, 'shutdown: readiness is 503; accepting until the delay ends, with Connection: close')
     await sleep(delayMs)
     lifecycle.closing = true
     const closed = app.close() // stops accepting; DrainingServer keeps idle sockets for the tracker

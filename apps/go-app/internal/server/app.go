@@ -36,8 +36,8 @@ type App struct {
 	metrics  *metrics
 	handler  http.Handler
 
-	ready   atomic.Bool // false from the first shutdown signal on
-	closing atomic.Bool // true once draining: every response carries Connection: close
+	ready   atomic.Bool // false from the first shutdown signal on: responses carry Connection: close
+	closing atomic.Bool // true once the listener is closed (the delay is over)
 	// drainDeadline is when the shutdown timeout cuts what still runs (Unix ns; 0 until a drain
 	// with a deadline begins). Requests that declare a longer duration are refused, not cut.
 	drainDeadline atomic.Int64

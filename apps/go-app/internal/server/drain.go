@@ -160,8 +160,9 @@ func (a *App) BeginShutdown() {
 // ErrDrainTimeout reports that the drain was cut short; the cut requests were logged.
 var ErrDrainTimeout = errors.New("shutdown timeout: requests were cut")
 
-// Drain runs the rest of the shutdown timeline (apps/README.md): serve normally for delay, stop
-// accepting, let every accepted request finish with Connection: close, close quiet connections,
+// Drain runs the rest of the shutdown timeline (apps/README.md): keep accepting for delay (every
+// response now carries Connection: close), stop accepting, let every accepted request finish,
+// close quiet connections,
 // and return when none is left. When ctx ends first it logs what it cut, closes everything and
 // returns ErrDrainTimeout.
 func (a *App) Drain(ctx context.Context, delay time.Duration) error {
@@ -169,7 +170,7 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) error {
 		a.drainDeadline.Store(deadline.UnixNano())
 	}
 	a.BeginShutdown()
-	a.log.Info("shutdown: readiness is 503; serving normally until the delay ends",
+	a.log.Info("shutdown: readiness is 503; accepting until the delay ends, with Connection: close",
 		slog.Float64("delay_seconds", delay.Seconds()))
 	select {
 	case <-time.After(delay):

@@ -46,13 +46,15 @@ func waitDrain(t *testing.T, done <-chan error) error {
 	}
 }
 
-func TestDrainServesNormallyDuringTheDelayThenStopsAccepting(t *testing.T) {
+func TestDrainServesDuringTheDelayAskingKeptAliveClientsToLeaveThenStopsAccepting(t *testing.T) {
 	app := startApp(t, testConfig())
 	done := drainAsync(app, 10*time.Second, 2*time.Second)
 	time.Sleep(100 * time.Millisecond)
+	// A new connection is still served; its response tells the client to reconnect elsewhere,
+	// so a client pinned to this pod (kube-proxy keeps a connection on one pod) leaves it now.
 	resp, body, err := dialRaw(t, app.addr).roundTrip(http.MethodGet, "/?sleep=0")
-	if err != nil || resp.StatusCode != 200 || body != "Hi!" || resp.Close {
-		t.Fatalf("during the delay: %v %q close=%v, want a normal keep-alive 200", err, body, resp != nil && resp.Close)
+	if err != nil || resp.StatusCode != 200 || body != "Hi!" || !resp.Close {
+		t.Fatalf("during the delay: %v %q close=%v, want 200 Hi! with Connection: close", err, body, resp != nil && resp.Close)
 	}
 	if resp, _ := app.do(t, http.MethodGet, "/readyz", nil, nil); resp.StatusCode != 503 {
 		t.Fatalf("readyz during the delay: %d, want 503", resp.StatusCode)

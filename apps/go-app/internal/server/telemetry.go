@@ -124,9 +124,10 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// responseWriter records the status and, once the drain has begun, marks the response
-// Connection: close at the moment its header is written (not when the request arrived), so a
-// long request accepted before the drain still tells its client not to reuse the connection.
+// responseWriter records the status and, from the shutdown signal on (the delay included), marks
+// the response Connection: close at the moment its header is written (not when the request
+// arrived), so a long request accepted before the signal still tells its client not to reuse the
+// connection.
 type responseWriter struct {
 	http.ResponseWriter
 	app         *App
@@ -138,7 +139,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	if !w.wroteHeader {
 		w.wroteHeader = true
 		w.status = code
-		if w.app.closing.Load() {
+		if !w.app.ready.Load() {
 			w.Header().Set("Connection", "close")
 		}
 	}
