@@ -188,7 +188,9 @@ function buildApp (config, options = {}) {
       body.end()
     }
     request.raw.once('close', () => clearInterval(timer)) // the client left or the drain timed out
-    reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff')
+    // The headers leave now, so they could not announce a shutdown that comes during the stream:
+    // end the connection anyway, or a kept-alive client could start another stream on a leaving pod.
+    reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').header('connection', 'close')
     reply.raw.once('pipe', () => reply.raw.flushHeaders()) // the client sees the stream start at once
     return reply.send(body)
   })

@@ -81,6 +81,9 @@ test('the stream defaults to 10 seconds and starts at once', async (t) => {
   client.socket.write('GET /stream HTTP/1.1\r\nHost: t\r\n\r\n')
   const head = await client.readUntil(() => client.buffer.includes('\r\n\r\n') ? client.buffer.toString() : undefined)
   assert.match(head, /^HTTP\/1.1 200/)
+  // Its headers leave before the body, so they cannot announce a later shutdown: a stream always
+  // ends its connection, and a client never starts a second one on a leaving pod.
+  assert.match(head, /\r\nconnection: close\r\n/i, 'a stream\'s headers lack Connection: close')
   const first = await client.readUntil(() => {
     const text = client.buffer.toString()
     return text.includes('line 1 of') ? text : undefined

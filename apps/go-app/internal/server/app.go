@@ -153,6 +153,9 @@ func (a *App) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// The headers leave now, so they could not announce a shutdown that comes during the stream:
+	// end the connection anyway, or a kept-alive client could start another stream on a leaving pod.
+	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush() // the client sees the stream start at once

@@ -117,6 +117,11 @@ func TestStreamDefaultsToTenSeconds(t *testing.T) {
 	if _, err := resp.Body.Read(buf); err != nil || string(buf) != "line 1 of 10\n" {
 		t.Fatalf("first line %q (%v), want %q", buf, err, "line 1 of 10\n")
 	}
+	// Its headers leave before the body, so they cannot announce a later shutdown: a stream
+	// always ends its connection, and a client never starts a second one on a leaving pod.
+	if !resp.Close {
+		t.Fatal("a stream's headers lack Connection: close")
+	}
 }
 
 func TestProbes(t *testing.T) {
