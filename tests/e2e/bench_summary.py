@@ -7,15 +7,17 @@ Per run: failed requests (all probes), p99 during the rollout / steady state (wo
 rollout time (the deploy-apps call, until every old pod has exited) / its floor.
 
 The floor is the least a rollout of this Deployment can take under this load:
-  steps x (start + ready + minReadySeconds)  +  drain pause  +  longest request
+  steps x (start + ready + minReadySeconds)  +  max(drain pause, longest request)
 - steps = ceil(replicas / (maxSurge + maxUnavailable)): each step starts that many new pods at once,
   and the next step waits until they are available;
 - start + ready: each new pod's creation-to-Ready time (Kubernetes timestamps, 1 s resolution),
   averaged over the run;
 - the old pods drain in parallel with the next steps, except the last step's: it is deleted when the
-  rollout completes, keeps accepting for its drain pause (the kubelet's preStop sleep plus the app's
-  SHUTDOWN_DELAY_SECONDS), and cannot exit before the longest request it may hold (the load's
-  streams or long sleeps) has ended.
+  rollout completes, then keeps accepting for its drain pause (the kubelet's preStop sleep plus the
+  app's SHUTDOWN_DELAY_SECONDS) while, in parallel, the longest request it may hold (the load's
+  streams or long sleeps, started just before the deletion) runs to its end. It cannot exit before
+  both are over. (Before 2026-12-07 the two were added, as if the longest request could only start
+  at the end of the pause; the routers stop sending new requests within about 2 s of the deletion.)
 Not in the floor: the deployer's own work (its probe's warm-up before the apply, the API calls, the
 checks at the end) and a request a keep-alive client sends to an old pod on a connection whose
 previous response began before the pod's deletion (served in full: see apps/README.md).
@@ -65,13 +67,13 @@ class Floor:
     def seconds(self, ready):
         if not ready:
             return None
-        return (self.steps * (statistics.mean(ready) + self.min_ready) + self.pause
-                + self.longest_request)
+        return (self.steps * (statistics.mean(ready) + self.min_ready)
+                + max(self.pause, self.longest_request))
 
     def describe(self):
         return (f"floor = {self.steps} step(s) (replicas {self.replicas}, maxSurge {self.surge}) x "
-                f"(start + ready + minReady {self.min_ready:g} s) + drain pause {self.pause:g} s + "
-                f"longest request {self.longest_request:g} s")
+                f"(start + ready + minReady {self.min_ready:g} s) + max(drain pause {self.pause:g} s, "
+                f"longest request {self.longest_request:g} s)")
 
 
 def main(argv):

@@ -28,17 +28,21 @@ def deployment(replicas=2, surge=1, unavailable=0, min_ready=5, pre_stop=10, app
 class FloorTest(unittest.TestCase):
     def test_one_pod_per_step_then_the_last_drain(self):
         floor = bench_summary.Floor(deployment(), longest_request=20)
-        # 2 steps of (2 s to Ready + 5 s minReady), then preStop 10 s and a 20 s request.
-        self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 10 + 20)
+        # 2 steps of (2 s to Ready + 5 s minReady), then the last pod's 10 s pause, during which
+        # a 20 s request that began just before its deletion runs on.
+        self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 20)
+        # A pause longer than any request decides instead.
+        self.assertEqual(bench_summary.Floor(deployment(pre_stop=30), 20).seconds([2.0, 2.0]),
+                         2 * 7 + 30)
 
     def test_the_pause_is_the_prestop_sleep_plus_the_apps_delay(self):
-        floor = bench_summary.Floor(deployment(pre_stop=0, app_delay="10"), longest_request=20)
-        self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 10 + 20)
+        floor = bench_summary.Floor(deployment(pre_stop=0, app_delay="25"), longest_request=20)
+        self.assertEqual(floor.seconds([2.0, 2.0]), 2 * 7 + 25)
         self.assertEqual(bench_summary.Floor(deployment(pre_stop=3, app_delay="7"), 20).pause, 10)
         self.assertEqual(bench_summary.Floor(deployment(pre_stop=None, app_delay="x"), 20).pause, 0)
 
     def test_a_larger_surge_takes_fewer_steps(self):
-        self.assertEqual(bench_summary.Floor(deployment(surge=2), 20).seconds([2.0, 2.0]), 37)
+        self.assertEqual(bench_summary.Floor(deployment(surge=2), 20).seconds([2.0, 2.0]), 27)
         self.assertEqual(bench_summary.Floor(deployment(replicas=3, surge=2), 20).steps, 2)
         self.assertEqual(bench_summary.Floor(deployment(replicas=3, surge="50%"), 20).steps, 2)
         self.assertEqual(bench_summary.Floor(deployment(replicas=4, surge="25%",
