@@ -51,6 +51,19 @@ timed() {
   return "${rc}"
 }
 
+# Deletes a namespace and waits until it is gone, its workloads first. Once the namespace
+# controller finds pods it waits about their grace period (140 s for the apps) before it looks
+# again, though they exit within their 10 s drain: measured, 81 s for go-app's namespace alone,
+# 17 s with its Deployments deleted (in the foreground) first.
+# Arguments: the namespace, a timeout (e.g. 180s), then the command that runs kubectl.
+delete_namespace_and_wait() {
+  local namespace="$1" timeout="$2"
+  shift 2
+  "$@" -n "${namespace}" delete deployments,replicasets,pods --all --cascade=foreground \
+    --wait=true --timeout="${timeout}" >/dev/null 2>&1 || true
+  "$@" delete namespace "${namespace}" --ignore-not-found --wait=true --timeout="${timeout}" >/dev/null
+}
+
 # Installs the Debian packages that are missing. Idempotent; apt-get runs only when needed.
 # The names are Debian 12's. Every name the scripts install on the runner VM (ubuntu-24.04: curl,
 # debootstrap, debian-archive-keyring, jq, python3, gnuplot-nox) exists there under the same name;
