@@ -116,7 +116,6 @@ struct DrainTimelineSettings {
   // Traefik's API, e.g. http://127.0.0.1:8089/api/http/services; "" when there is none.
   std::string ingress_api_url;
   DrainPause configured_pause;  // the old pods'
-
 };
 
 struct DrainOutcome {
