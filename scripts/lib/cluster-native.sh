@@ -693,6 +693,7 @@ EOF
 }
 
 deploy_ingress() {
+  ensure_ingress_default_certificate kubectl_local
   ingress_manifest "$1" "${NODE_NAME}" | kubectl_local apply -f - >/dev/null
   kubectl_local -n traefik rollout status deployment/traefik --timeout=180s >/dev/null \
     || die "Traefik did not become ready; see: scripts/cluster logs traefik"

@@ -9,6 +9,8 @@
 #   E2E_LONG_SLEEP      ?sleep= of the probe's long requests (default 15s)
 #   E2E_STREAM_SECONDS  length of the probe's streams (default 20)
 #   E2E_STEADY_SECONDS  load before a change and after the last old pod is gone (default 4)
+#   E2E_PROBE_RATE      --rate of each scenario probe: short requests/s (default 0: 10 ms apart
+#                       per worker, 800/s per probe)
 #   E2E_TIMEOUT_SECONDS bound for one rollout, and for old pods to finish (default 180)
 #   E2E_MIN_REQUESTS    --min-requests of the deploys that must not drop a request: fewer judged
 #                       by deploy-apps' own probe prove too little (default 1000; the gate's
@@ -28,6 +30,7 @@ readonly E2E_INGRESS_URL="${E2E_INGRESS_URL:-http://127.0.0.1:8088}"
 readonly E2E_LONG_SLEEP="${E2E_LONG_SLEEP:-15s}"
 readonly E2E_STREAM_SECONDS="${E2E_STREAM_SECONDS:-20}"
 readonly E2E_STEADY_SECONDS="${E2E_STEADY_SECONDS:-4}"
+readonly E2E_PROBE_RATE="${E2E_PROBE_RATE:-0}"
 readonly E2E_TIMEOUT_SECONDS="${E2E_TIMEOUT_SECONDS:-180}"
 readonly E2E_MIN_REQUESTS="${E2E_MIN_REQUESTS:-1000}"
 # The safeguards the control run removes: no drain pause (neither the kubelet's preStop sleep nor
@@ -245,7 +248,8 @@ e2e_mark() {
 e2e_start_probe() {
   local prefix="$1" url="$2" host="$3"
   local args=(probe "${url}" --duration 600s --json "${prefix}.json" --chart "${prefix}.png"
-    --long-sleep "${E2E_LONG_SLEEP}" --stream-seconds "${E2E_STREAM_SECONDS}")
+    --long-sleep "${E2E_LONG_SLEEP}" --stream-seconds "${E2E_STREAM_SECONDS}"
+    --rate "${E2E_PROBE_RATE}")
   [[ -n "${host}" ]] && args+=(--host "${host}")
   "${E2E_DEPLOY_APPS}" "${args[@]}" >"${prefix}.txt" 2>&1 &
   E2E_BACKGROUND_PIDS+=("$!")
