@@ -83,9 +83,9 @@ EOF
   kind_kubectl config rename-context "kind-${KIND_CLUSTER_NAME}" "${KIND_CONTEXT}" >/dev/null
   chmod 600 "${KIND_KUBECONFIG}"
   install_gateway_api kind_kubectl
+  ensure_ingress_default_certificate kind_kubectl
   # The same manifest as natively, with the public image and all-interface binds (kind forwards
   # to the node's own address, not its loopback).
-  ensure_ingress_default_certificate kind_kubectl
   ingress_manifest "traefik:${TRAEFIK_VERSION}" "${KIND_NODE}" | sed -e 's|=127\.0\.0\.1:80|=:80|' \
     | kind_kubectl apply -f - >/dev/null
   kind_kubectl -n traefik rollout status deployment/traefik --timeout=180s
